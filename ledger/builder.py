@@ -1,0 +1,57 @@
+"""Building envelope bodies: what every producer (and the ledger's own admin) signs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ledger.canonical import canonical_bytes
+
+__all__ = ["build_body", "new_event_id", "utc_timestamp"]
+
+
+def new_event_id() -> str:
+    """A random UUID (v4) in canonical lowercase form; the idempotency key."""
+    return str(uuid.uuid4())
+
+
+def utc_timestamp(moment: datetime | None = None) -> str:
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_body(
+    *,
+    event_id: str,
+    stream: str,
+    stream_seq: int,
+    prev: str | None,
+    system: str,
+    producer_seq: int,
+    type: str,  # noqa: A002 - the envelope's field name
+    occurred_at: str,
+    actor: Mapping[str, str],
+    data: Mapping[str, Any],
+    subject: Mapping[str, str] | None = None,
+    pii: Mapping[str, str] | None = None,
+) -> bytes:
+    """RFC 8785 canonical bytes of one envelope (see DESIGN.md for the fields)."""
+    body: dict[str, Any] = {
+        "v": 1,
+        "event_id": event_id,
+        "stream": stream,
+        "stream_seq": stream_seq,
+        "prev": prev,
+        "producer": {"system": system, "seq": producer_seq},
+        "type": type,
+        "occurred_at": occurred_at,
+        "actor": dict(actor),
+        "data": dict(data),
+    }
+    if subject:
+        body["subject"] = dict(subject)
+    if pii:
+        body["pii"] = dict(pii)
+    return canonical_bytes(body)

@@ -1,0 +1,347 @@
+"""The `neikong` command line.
+
+Exit codes (every command):
+  0  success; for `verify`: the ledger is intact
+  1  tamper evidence found (`verify`)
+  2  usage error (bad option or argument)
+  3  operational error (no ledger, database unreachable, unreadable key file, …)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from ledger.errors import NeikongError
+from ledger.ledger import Ledger
+from ledger.registry import KeyScope
+from ledger.verify import VerifyReport, verify_ledger
+from ops.config import default_ledger_dir
+
+EXIT_OK, EXIT_TAMPER, EXIT_USAGE, EXIT_OPERATIONAL = 0, 1, 2, 3
+
+EXIT_CODES_HELP = (
+    "\b\nExit codes: 0 success (verify: intact), 1 tamper evidence, 2 usage error, "
+    "3 operational error."
+)
+
+ledger_option = click.option(
+    "--ledger", "ledger_dir", type=click.Path(file_okay=False, path_type=Path),
+    default=None, help="Ledger directory (database, keys, exports). "
+    "Default: $NEIKONG_LEDGER or ./neikong-data.",
+)
+
+
+def _dir(ledger_dir: Path | None) -> Path:
+    return ledger_dir or default_ledger_dir()
+
+
+@contextmanager
+def _open(ledger_dir: Path | None) -> Iterator[Ledger]:
+    ledger = Ledger.open(_dir(ledger_dir))
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True))
+
+
+@contextmanager
+def progress_bar(total: int, desc: str) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on a terminal (stderr); silent otherwise."""
+    bar = tqdm(total=total, desc=desc, unit="ev", disable=not sys.stderr.isatty(),
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NeikongError as exc:
+            click.echo(f"neikong: error: {exc}", err=True)
+            ctx.exit(EXIT_OPERATIONAL)
+
+
+@click.group(cls=_Group, epilog=EXIT_CODES_HELP)
+@click.version_option(package_name="neikong")
+def main() -> None:
+    """neikong (内控): tamper-evident audit ledger for power-operation monitoring."""
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@ledger_option
+@click.option("--store", help="Event store URL: sqlite:///PATH (default: DIR/ledger.db) or "
+              "postgresql://USER:PASSWORD@HOST:PORT/DB.")
+@click.option("--origin", help="Log origin name (default: neikong/<dir name>).")
+@click.option("--max-record-bytes", type=click.IntRange(1024, 16 << 20), default=64 * 1024,
+              show_default=True, help="Size limit of one record.")
+def init(ledger_dir: Path | None, store: str | None, origin: str | None,
+         max_record_bytes: int) -> None:
+    """Create a ledger and its root (admin) key."""
+    with Ledger.init(_dir(ledger_dir), store_url=store, origin=origin,
+                     max_record_bytes=max_record_bytes) as ledger:
+        click.echo(f"created ledger {ledger.directory}")
+        click.echo(f"root key id {ledger.config.root_key_id}  "
+                   f"(file {ledger.directory / 'keys/root.key'}, mode 0600)")
+        click.echo("give the root key id to inspectors out of band: `neikong verify "
+                   "--root-key-id` checks against it")
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Enrol, rotate, revoke and list keys (admin-signed registry events)."""
+
+
+@keys.command("list")
+@ledger_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def keys_list(ledger_dir: Path | None, as_json: bool) -> None:
+    """List every key with purpose, scope and state."""
+    with _open(ledger_dir) as ledger:
+        entries = [e.to_json() for e in ledger.registry.keys.values()]
+    if as_json:
+        _emit_json(entries)
+        return
+    for e in entries:
+        scope = e["scope"]
+        click.echo(f"{e['key_id'][:16]}…  {e['purpose']:<10} {e['state']:<8} "
+                   f"system={scope['system']} streams={','.join(scope['stream_prefixes'])} "
+                   f"types={','.join(scope['event_types'])} enrolled@{e['enrolled_at']}"
+                   + (f" ended@{e['ended_at']}" if e["ended_at"] else ""))
+
+
+@keys.command("enrol", epilog=EXIT_CODES_HELP)
+@ledger_option
+@click.argument("name")
+@click.option("--purpose", type=click.Choice(["producer", "admin", "checkpoint", "detector",
+                                              "witness"]), default="producer", show_default=True)
+@click.option("--system", required=True, help="Producer system the key signs for.")
+@click.option("--stream-prefix", "prefixes", multiple=True, required=True,
+              help="Allowed stream prefix (repeatable).")
+@click.option("--event-type", "types", multiple=True, required=True,
+              help="Allowed event type or glob such as 'matter.*' (repeatable).")
+@click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Enrol this raw/base64 public key instead of generating a key file.")
+def keys_enrol(ledger_dir: Path | None, name: str, purpose: str, system: str,
+               prefixes: tuple[str, ...], types: tuple[str, ...],
+               public_key: Path | None) -> None:
+    """Enrol a new key NAME (written to DIR/keys/NAME.key, mode 0600)."""
+    import base64
+
+    raw = None
+    if public_key is not None:
+        text = public_key.read_bytes().strip()
+        raw = text if len(text) == 32 else base64.b64decode(text, validate=True)
+    with _open(ledger_dir) as ledger:
+        key_id = ledger.enrol_key(name, purpose, KeyScope(system, prefixes, types),
+                                  public_raw=raw)
+        click.echo(f"enrolled {key_id.hex()}"
+                   + ("" if raw else f" (private key {ledger.key_path(name)})"))
+
+
+@keys.command("rotate")
+@ledger_option
+@click.argument("key_id")
+@click.option("--name", required=True, help="Name of the new key file.")
+def keys_rotate(ledger_dir: Path | None, key_id: str, name: str) -> None:
+    """Replace KEY_ID by a new key with the same purpose and scope."""
+    with _open(ledger_dir) as ledger:
+        new = ledger.rotate_key(_resolve_key(ledger, key_id), name)
+        click.echo(f"rotated {key_id[:16]}… -> {new.hex()} ({ledger.key_path(name)})")
+
+
+@keys.command("revoke")
+@ledger_option
+@click.argument("key_id")
+@click.option("--reason", type=click.Choice(["compromised", "retired", "superseded", "other"]),
+              required=True)
+@click.option("--note", help="Free text for the record.")
+def keys_revoke(ledger_dir: Path | None, key_id: str, reason: str, note: str | None) -> None:
+    """Revoke KEY_ID: events entering after this position are rejected."""
+    with _open(ledger_dir) as ledger:
+        ledger.revoke_key(_resolve_key(ledger, key_id), reason, note)
+        click.echo(f"revoked {key_id[:16]}…")
+
+
+def _resolve_key(ledger: Ledger, prefix: str) -> bytes:
+    matches = [k for k in ledger.registry.keys if k.hex().startswith(prefix.lower())]
+    if len(matches) != 1:
+        raise click.BadParameter(f"{prefix!r} matches {len(matches)} keys; give more digits")
+    return matches[0]
+
+
+# -- inspection -------------------------------------------------------------------------------
+
+
+@main.command()
+@ledger_option
+@click.option("--prefix", default="", help="Only streams whose name starts with this.")
+@click.option("--json", "as_json", is_flag=True)
+def streams(ledger_dir: Path | None, prefix: str, as_json: bool) -> None:
+    """List streams with their length and state (open, concluded, waiting for a gap)."""
+    with _open(ledger_dir) as ledger:
+        infos = ledger.store.streams(prefix)
+        parked = {p.stream for p in ledger.store.parked()}
+    rows = [
+        {"stream": i.name, "length": i.length,
+         "state": "concluded" if i.closed else ("gap" if i.name in parked else "open"),
+         "last_position": i.last_position}
+        for i in infos
+    ]
+    if as_json:
+        _emit_json(rows)
+        return
+    click.echo(f"{'stream':<40} {'length':>6}  state")
+    for r in rows:
+        click.echo(f"{r['stream']:<40} {r['length']:>6}  {r['state']}")
+    click.echo(f"{len(rows)} streams")
+
+
+@main.command("dead-letters")
+@ledger_option
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def dead_letters(ledger_dir: Path | None, limit: int, as_json: bool) -> None:
+    """Rejected input with its reason code (the original bytes are kept)."""
+    import base64
+
+    with _open(ledger_dir) as ledger:
+        rows = ledger.store.dead_letters(limit)
+        counts = ledger.store.dead_letter_counts()
+    if as_json:
+        for r in rows:
+            r["record"] = base64.b64encode(r["record"]).decode()
+        _emit_json({"counts": counts, "dead_letters": rows})
+        return
+    for r in rows:
+        click.echo(f"#{r['id']} {r['reason']:<20} {r['detail'][:80]}")
+    click.echo(f"by reason: {json.dumps(counts, sort_keys=True)}")
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@ledger_option
+@click.option("--stream", help="Check this stream only.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Worker processes (default: one per core).")
+@click.option("--root-key-id", help="Trusted root key id (hex), obtained out of band. "
+              "Default: the one in DIR/ledger.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
+def verify(ledger_dir: Path | None, stream: str | None, workers: int | None,
+           root_key_id: str | None, as_json: bool) -> None:
+    """Re-check every signature, key validity at position, stream chain and producer sequence.
+
+    Reads only the stored events. Reports each finding with its kind, position, stream and
+    event id.
+    """
+    with _open(ledger_dir) as ledger:
+        root = bytes.fromhex(root_key_id or ledger.config.root_key_id)
+        config = ledger.store.config
+        total = ledger.store.max_position() * (1 if stream else 2)
+    with progress_bar(total, "verify") as update:
+        report = verify_ledger(config, root, workers=workers, stream=stream, progress=update)
+    _print_report(report, as_json)
+    sys.exit(EXIT_OK if report.intact else EXIT_TAMPER)
+
+
+def _print_report(report: VerifyReport, as_json: bool) -> None:
+    if as_json:
+        _emit_json(report.to_json())
+        return
+    for f in report.findings:
+        click.echo(f"{f.kind.value:<24} position={f.position} stream={f.stream} "
+                   f"event={f.event_id} {f.detail}")
+    verdict = "INTACT" if report.intact else "TAMPER EVIDENCE"
+    click.echo(f"{verdict}: {report.events} events, {report.streams} streams, "
+               f"{sum(report.finding_counts.values())} findings {report.finding_counts or ''}")
+
+
+# -- main job and sizing ----------------------------------------------------------------------
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@ledger_option
+@click.option("--events", type=click.IntRange(1), default=20_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--workers", type=click.IntRange(0, 256), default=None,
+              help="Signature-check worker processes (default: one per core).")
+@click.option("--fresh", is_flag=True, help="Delete an existing ledger in DIR first.")
+@click.option("--json", "as_json", is_flag=True)
+def demo(ledger_dir: Path | None, events: int, seed: int, workers: int | None, fresh: bool,
+         as_json: bool) -> None:
+    """The main job: create a ledger, enrol producers, append a synthetic run, verify it."""
+    import os
+
+    from ops.pipeline import enrol_demo_producers, run_simulation
+
+    directory = _dir(ledger_dir)
+    if fresh and (directory / "ledger.json").exists():
+        shutil.rmtree(directory)
+    workers = os.cpu_count() or 1 if workers is None else workers
+    with Ledger.init(directory) as ledger:
+        signers = enrol_demo_producers(ledger)
+        with progress_bar(events, "append") as update:
+            stats = run_simulation(ledger, signers, events=events, seed=seed, workers=workers,
+                                   progress=update)
+        config, root = ledger.store.config, bytes.fromhex(ledger.config.root_key_id)
+        total = ledger.store.max_position() * 2
+        nstreams = len(ledger.store.streams("matter/"))
+    with progress_bar(total, "verify") as update:
+        report = verify_ledger(config, root, workers=max(1, workers), progress=update)
+    summary = {
+        "ledger": str(directory),
+        "events_published": stats.published,
+        "outcomes": stats.outcomes,
+        "matter_streams": nstreams,
+        "append_seconds": round(stats.seconds, 2),
+        "append_per_s": round(stats.published / stats.seconds) if stats.seconds else None,
+        "verify": "intact" if report.intact else "tamper_evidence",
+        "verify_findings": report.finding_counts,
+    }
+    if as_json:
+        _emit_json(summary)
+    else:
+        click.echo(f"ledger        {directory}")
+        click.echo(f"events        {stats.published} published, outcomes {stats.outcomes}")
+        click.echo(f"streams       {nstreams} matters")
+        click.echo(f"rate          {summary['append_per_s']} events/s "
+                   f"(sign + append, {stats.seconds:.1f} s)")
+        click.echo(f"verification  {summary['verify'].upper()} "
+                   f"({report.events} events, {report.streams} streams)")
+    sys.exit(EXIT_OK if report.intact else EXIT_TAMPER)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("--events", type=click.IntRange(1000), default=200_000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 256), default=None)
+@click.option("--dir", "work_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Scratch directory (default: a temporary one).")
+@click.option("--json", "as_json", is_flag=True, help="One flat JSON object.")
+def bench(events: int, workers: int | None, work_dir: Path | None, as_json: bool) -> None:
+    """Measure baselines and the ledger's ingest and verify rates on this machine."""
+    from ops.bench import run_bench
+
+    figures = run_bench(events=events, workers=workers, work_dir=work_dir,
+                        log=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json.dumps(figures, sort_keys=True))
+    else:
+        for key, value in figures.items():
+            click.echo(f"{key:<28} {value}")
