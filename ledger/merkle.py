@@ -291,8 +291,8 @@ def verify_consistency(
     """Verify that the tree (`new_size`, `new_root`) extends the tree (`old_size`, `old_root`).
 
     Implements RFC 9162 §2.1.4.2 for 0 < old_size < new_size. Equal sizes MUST come with an
-    empty proof and equal roots. `old_size == 0` and `old_size > new_size` are rejected.
-    Returns `None` on success; raises `ProofError` otherwise.
+    empty proof and byte-equal roots (compared as given, nothing is hashed). `old_size == 0`
+    and `old_size > new_size` are rejected. Returns `None` on success; raises `ProofError`.
     """
     _check_size("new size", new_size)
     _check_size("old size", old_size)
