@@ -62,28 +62,41 @@ _DECODER = json.JSONDecoder(
 )
 
 
-def _check_text(value: Any, depth: int = 0) -> None:
+def _check_value(value: Any, depth: int = 0) -> None:
+    """Reject what I-JSON and our rules forbid inside an already-parsed value."""
     if depth > MAX_DEPTH:
         raise MalformedInput(ReasonCode.MALFORMED_JSON, f"nesting deeper than {MAX_DEPTH}")
     if isinstance(value, str):
-        _check_str(value)
+        if not value.isascii():
+            _check_str(value)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if abs(value) > MAX_SAFE_INT:
+            raise MalformedInput(ReasonCode.MALFORMED_JSON, "integer out of I-JSON range")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_str(key)
-            _check_text(item, depth + 1)
+            if not isinstance(key, str):
+                raise MalformedInput(ReasonCode.MALFORMED_JSON, "object keys must be strings")
+            if not key.isascii():
+                _check_str(key)
+            _check_value(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_text(item, depth + 1)
+            _check_value(item, depth + 1)
+    else:
+        raise MalformedInput(
+            ReasonCode.MALFORMED_JSON, f"{type(value).__name__} is not allowed (no floats)"
+        )
 
 
 def _check_str(text: str) -> None:
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise MalformedInput(ReasonCode.MALFORMED_JSON, "lone surrogate in text") from None
-        if not unicodedata.is_normalized("NFC", text):
-            raise MalformedInput(ReasonCode.NON_CANONICAL, "text is not NFC-normalised")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedInput(ReasonCode.MALFORMED_JSON, "lone surrogate in text") from None
+    if not unicodedata.is_normalized("NFC", text):
+        raise MalformedInput(ReasonCode.NON_CANONICAL, "text is not NFC-normalised")
 
 
 def parse_strict(raw: bytes) -> Any:
@@ -98,17 +111,9 @@ def parse_strict(raw: bytes) -> Any:
         raise MalformedInput(ReasonCode.MALFORMED_JSON, "nesting too deep") from None
     except json.JSONDecodeError as exc:
         raise MalformedInput(ReasonCode.MALFORMED_JSON, f"invalid JSON: {exc.msg}") from None
-    _check_text(value)
+    if not raw.isascii() or b"\\u" in raw:
+        _check_value(value)  # ASCII without escapes can hold only ASCII strings
     return value
-
-
-def canonical_bytes(value: Any) -> bytes:
-    """RFC 8785 canonical bytes of `value` (which MUST satisfy `parse_strict`'s rules)."""
-    _check_text(value)
-    try:
-        return bytes(rfc8785.dumps(value))
-    except (rfc8785.CanonicalizationError, ValueError, TypeError) as exc:
-        raise MalformedInput(ReasonCode.MALFORMED_JSON, f"cannot canonicalise: {exc}") from None
 
 
 _FOUR_BYTE_UTF8 = re.compile(rb"[\xf0-\xf4]")
@@ -116,6 +121,22 @@ _FOUR_BYTE_UTF8 = re.compile(rb"[\xf0-\xf4]")
 
 def _fast_form(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """RFC 8785 canonical bytes of `value` (which MUST satisfy `parse_strict`'s rules).
+
+    Uses the fast form when it provably equals RFC 8785 (see the module docstring), else
+    `rfc8785` itself.
+    """
+    _check_value(value)
+    fast = _fast_form(value)
+    if not _FOUR_BYTE_UTF8.search(fast):
+        return fast
+    try:
+        return bytes(rfc8785.dumps(value))
+    except (rfc8785.CanonicalizationError, ValueError, TypeError) as exc:
+        raise MalformedInput(ReasonCode.MALFORMED_JSON, f"cannot canonicalise: {exc}") from None
 
 
 def require_canonical(raw: bytes, value: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -46,7 +47,20 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 raise ConflictError(
                     f"log grew from {side.expected_max_position} to {current} during the batch"
                 )
-        ids = super()._insert_events(c, stored_events) or []
+        else:
+            current = self._max_notification_id(c) or 0
+        # Positions are assigned explicitly (we hold the write lock): dense, and one
+        # executemany instead of a statement per row.
+        ids = list(range(current + 1, current + 1 + len(stored_events)))
+        c.executemany(
+            f"INSERT INTO {self.events_table_name}"  # noqa: S608 - constant table name
+            " (rowid, originator_id, originator_version, topic, state) VALUES (?,?,?,?,?)",
+            [
+                (i, s.originator_id.hex if isinstance(s.originator_id, UUID)
+                 else s.originator_id, s.originator_version, s.topic, s.state)
+                for i, s in zip(ids, stored_events, strict=True)
+            ],
+        )
         if side is not None:
             write_side(c, "sqlite", side, ids)
         return ids

@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import fnmatch
+import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,9 +74,14 @@ class KeyScope:
             return f"producer system {envelope.producer_system!r} is not {self.system!r}"
         if not any(envelope.stream.startswith(p) for p in self.stream_prefixes):
             return f"stream {envelope.stream!r} is outside {list(self.stream_prefixes)}"
-        if not any(fnmatch.fnmatchcase(envelope.type, t) for t in self.event_types):
+        if not _type_pattern(self.event_types).match(envelope.type):
             return f"type {envelope.type!r} is not in {list(self.event_types)}"
         return None
+
+
+@lru_cache(maxsize=1024)
+def _type_pattern(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 ADMIN_SCOPE = KeyScope(ADMIN_SYSTEM, (REGISTRY_STREAM,), tuple(sorted(REGISTRY_TYPES)))

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlparse
@@ -43,6 +44,7 @@ __all__ = [
 STREAM_NAMESPACE = uuid.UUID("6e656b6f-6e67-5f6c-6564-6765722d7631")  # "neikong_ledger-v1"
 
 
+@lru_cache(maxsize=65536)
 def stream_uuid(stream: str) -> uuid.UUID:
     return uuid.uuid5(STREAM_NAMESPACE, stream)
 

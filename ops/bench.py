@@ -1,0 +1,171 @@
+"""`neikong bench`: baselines and the ledger's own rates, measured in one run.
+
+Figures (keys of the JSON object):
+- raw_verify_per_s      Ed25519 verifications per second on one core (cryptography), over the
+                        very signatures and messages of this run.
+- raw_append_per_s      plain eventsourcing (SQLite file, same record sizes, batches of 1000),
+                        without any rule.
+- ingest_per_s          the ledger's durable ingest: stage one (parse, canonical, schema,
+                        signature) in worker processes, chains and idempotency, atomic append.
+- verify_per_s          `neikong verify` over the same ledger (all checks, all cores).
+- verify_peak_rss_mb    peak resident memory of the verify process tree (parent + workers).
+Ratios: ingest_vs_raw_verify, verify_vs_raw_verify, ingest_vs_raw_append.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+from eventsourcing.application import Application
+
+from ledger.envelope import SignedRecord
+from ledger.keys import public_key_from_raw
+from ledger.ledger import Ledger
+from ledger.store import RecordedEvent, RecordTranscoder
+from ledger.transport import InProcessChannel
+from ops.pipeline import enrol_demo_producers
+from producers.producer import Producer
+from producers.simulator import simulate
+
+__all__ = ["run_bench"]
+
+
+class _PlainApp(Application[uuid.UUID]):
+    name = "bench"
+
+    def construct_transcoder(self) -> RecordTranscoder:
+        return RecordTranscoder()
+
+
+def _generate(ledger: Ledger, events: int, seed: int) -> list[bytes]:
+    import random
+
+    from ledger.keys import Signer
+
+    channel = InProcessChannel()
+    rng = random.Random(seed)
+    producers = {
+        s: Producer(s, Signer.from_file(ledger.key_path(s)), channel, rng=rng)
+        for s in ("4403-ctais", "4403-fapiao", "4403-xuke", "4403-jicha")
+    }
+    for sim in simulate(seed, events):
+        producers[sim.system].emit(sim.stream, sim.type, actor=sim.actor, data=sim.data,
+                                   occurred_at=sim.occurred_at, subject=sim.subject)
+    return list(channel.poll(len(channel)))
+
+
+def _raw_verify(records: list[bytes], public: dict[bytes, bytes], limit: int) -> float:
+    keys = {k: public_key_from_raw(v) for k, v in public.items()}
+    sample = [SignedRecord.decode(r) for r in records[:limit]]
+    started = time.perf_counter()
+    for s in sample:
+        keys[s.key_id].verify(s.signature, s.signing_message)
+    return len(sample) / (time.perf_counter() - started)
+
+
+def _raw_append(records: list[bytes], directory: Path) -> float:
+    app = _PlainApp(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                         "SQLITE_DBNAME": str(directory / "raw.db")})
+    version: dict[int, int] = {}
+    started = time.perf_counter()
+    for i in range(0, len(records), 1000):
+        batch = []
+        for j, record in enumerate(records[i : i + 1000]):
+            stream = (i + j) % 5000
+            version[stream] = version.get(stream, 0) + 1
+            batch.append(RecordedEvent(uuid.UUID(int=stream + 1), version[stream], record))
+        app.events.put(batch)
+    elapsed = time.perf_counter() - started
+    app.close()
+    return len(records) / elapsed
+
+
+def _verify_subprocess(directory: Path, workers: int) -> tuple[float, float]:
+    """Run verify in a child process; return (events per second, peak RSS MB of the tree)."""
+    code = (
+        "import json,sys,time\n"
+        "from pathlib import Path\n"
+        "from ledger.ledger import Ledger\n"
+        "from ledger.verify import verify_ledger\n"
+        f"l=Ledger.open(Path({str(directory)!r})); c=l.store.config\n"
+        "r=bytes.fromhex(l.config.root_key_id); l.close()\n"
+        "t=time.perf_counter()\n"
+        f"rep=verify_ledger(c, r, workers={workers})\n"
+        "print(json.dumps({'s': time.perf_counter()-t, 'n': rep.events, "
+        "'intact': rep.intact, 'f': rep.finding_counts}))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    parent = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            tree = [parent, *parent.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    out = proc.stdout.read() if proc.stdout else b""
+    if proc.returncode != 0:
+        raise RuntimeError(f"verify child failed with exit code {proc.returncode}")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    if not result["intact"]:
+        raise RuntimeError(f"benchmark ledger did not verify: {result['f']}")
+    return result["n"] / result["s"], peak / 2**20
+
+
+def run_bench(
+    *, events: int, workers: int | None = None, work_dir: Path | None = None,
+    log: Callable[[str], None] = print, seed: int = 11,
+) -> dict[str, Any]:
+    workers = workers or os.cpu_count() or 1
+    scratch = Path(tempfile.mkdtemp(prefix="neikong-bench-", dir=work_dir))
+    try:
+        ledger = Ledger.init(scratch / "ledger")
+        enrol_demo_producers(ledger)
+        log(f"bench: generating and signing {events} events (not timed)…")
+        records = _generate(ledger, events, seed)
+        public = ledger.registry.public_keys()
+        log("bench: raw Ed25519 verify on one core…")
+        raw_verify = _raw_verify(records, public, min(len(records), 30_000))
+        log("bench: raw eventsourcing batch append…")
+        raw_append = _raw_append(records, scratch)
+        log(f"bench: ledger ingest with {workers} workers…")
+        appender = ledger.appender(workers=workers)
+        batches = [records[i : i + 1000] for i in range(0, len(records), 1000)]
+        started = time.perf_counter()
+        appended = sum(
+            sum(o.status == "appended" for o in out) for out in appender.submit_many(batches)
+        )
+        ingest = len(records) / (time.perf_counter() - started)
+        if appended != len(records):
+            raise RuntimeError(f"only {appended} of {len(records)} records were appended")
+        ledger.close()
+        del records, batches
+        log("bench: full verify…")
+        verify_rate, peak_mb = _verify_subprocess(scratch / "ledger", workers)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "events": events,
+        "workers": workers,
+        "cpu_count": os.cpu_count(),
+        "raw_verify_per_s": round(raw_verify),
+        "raw_append_per_s": round(raw_append),
+        "ingest_per_s": round(ingest),
+        "verify_per_s": round(verify_rate),
+        "verify_peak_rss_mb": round(peak_mb, 1),
+        "ingest_vs_raw_verify": round(ingest / raw_verify, 3),
+        "verify_vs_raw_verify": round(verify_rate / raw_verify, 3),
+        "ingest_vs_raw_append": round(ingest / raw_append, 3),
+    }
