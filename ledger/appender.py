@@ -178,8 +178,9 @@ class Appender:
         parts = max(1, self.config.workers * 2)
         size = -(-len(batch) // parts)
         return [
-            pool.submit(precheck_many, list(batch[i : i + size]), self.config.max_record_bytes,
-                        public)
+            pool.submit(
+                precheck_many, list(batch[i : i + size]), self.config.max_record_bytes, public
+            )
             for i in range(0, len(batch), size)
         ]
 
@@ -226,7 +227,8 @@ class Appender:
             for name in missing:
                 info = infos.get(name)
                 self._heads[name] = (
-                    _Head(0, b"", False) if info is None
+                    _Head(0, b"", False)
+                    if info is None
                     else _Head(info.length, info.head_digest, info.closed)
                 )
 
@@ -241,7 +243,8 @@ class Appender:
         if head is None:
             info: StreamInfo | None = self.store.stream_info(stream)
             head = (
-                _Head(0, b"", False) if info is None
+                _Head(0, b"", False)
+                if info is None
                 else _Head(info.length, info.head_digest, info.closed)
             )
             if len(self._heads) > 200_000:
@@ -249,17 +252,28 @@ class Appender:
             self._heads[stream] = head
         return head
 
-    def _reject(self, batch: _Batch, record: bytes, reason: ReasonCode, detail: str,
-                envelope: Envelope | None = None) -> Outcome:
+    def _reject(
+        self,
+        batch: _Batch,
+        record: bytes,
+        reason: ReasonCode,
+        detail: str,
+        envelope: Envelope | None = None,
+    ) -> Outcome:
         digest = hashlib.sha256(record).digest()
         batch.side.dead_letters.append(
             (time.time(), reason.value, detail[:500], digest, record, self.config.source)
         )
         if reason is ReasonCode.FORK:
-            log.error("RED integrity warning: fork in stream %s: %s",
-                      envelope.stream if envelope else "?", detail)
+            log.error(
+                "RED integrity warning: fork in stream %s: %s",
+                envelope.stream if envelope else "?",
+                detail,
+            )
         return Outcome(
-            "rejected", reason=reason, detail=detail,
+            "rejected",
+            reason=reason,
+            detail=detail,
             event_id=envelope.event_id if envelope else None,
             stream=envelope.stream if envelope else None,
         )
@@ -281,14 +295,16 @@ class Appender:
         ok = item.signature_ok
         if ok is None or from_park:
             entry = self.registry.lookup(signed.key_id)
-            public = (
-                entry.public_key if entry is not None
-                else _genesis_public(self.registry, env)
-            )
+            public = entry.public_key if entry is not None else _genesis_public(self.registry, env)
             ok = verify_signature(public, signed.signature, signed.signing_message)
         if not ok:
-            return self._reject(batch, item.record, ReasonCode.BAD_SIGNATURE,
-                                "Ed25519 signature does not verify", env)
+            return self._reject(
+                batch,
+                item.record,
+                ReasonCode.BAD_SIGNATURE,
+                "Ed25519 signature does not verify",
+                env,
+            )
         digest = signed.digest
         # idempotency
         known = batch.ids.get(env.event_id)
@@ -300,15 +316,26 @@ class Appender:
         if known is not None:
             if known == digest:
                 return Outcome("duplicate", event_id=env.event_id, stream=env.stream)
-            return self._reject(batch, item.record, ReasonCode.EVENT_ID_CONFLICT,
-                                "event_id already used with other bytes", env)
+            return self._reject(
+                batch,
+                item.record,
+                ReasonCode.EVENT_ID_CONFLICT,
+                "event_id already used with other bytes",
+                env,
+            )
         parked = self._parked_ids.get(env.event_id)
         if parked is not None and not from_park:
             if parked == hashlib.sha256(item.record).digest():
-                return Outcome("parked", event_id=env.event_id, stream=env.stream,
-                               detail="already parked")
-            return self._reject(batch, item.record, ReasonCode.EVENT_ID_CONFLICT,
-                                "event_id already parked with other bytes", env)
+                return Outcome(
+                    "parked", event_id=env.event_id, stream=env.stream, detail="already parked"
+                )
+            return self._reject(
+                batch,
+                item.record,
+                ReasonCode.EVENT_ID_CONFLICT,
+                "event_id already parked with other bytes",
+                env,
+            )
         # stream chain
         head = self._head(env.stream, batch)
         if env.stream_seq <= head.length:
@@ -318,40 +345,67 @@ class Appender:
                 other = SignedRecord.decode(other_record).body if other_record else None
             if other is not None and hashlib.sha256(other).digest() == digest:
                 return Outcome("duplicate", event_id=env.event_id, stream=env.stream)
-            return self._reject(batch, item.record, ReasonCode.FORK,
-                                f"seq {env.stream_seq} of {env.stream} already holds other bytes",
-                                env)
+            return self._reject(
+                batch,
+                item.record,
+                ReasonCode.FORK,
+                f"seq {env.stream_seq} of {env.stream} already holds other bytes",
+                env,
+            )
         if head.closed:
-            return self._reject(batch, item.record, ReasonCode.POST_CLOSURE,
-                                f"{env.stream} was concluded at seq {head.length}", env)
+            return self._reject(
+                batch,
+                item.record,
+                ReasonCode.POST_CLOSURE,
+                f"{env.stream} was concluded at seq {head.length}",
+                env,
+            )
         if env.stream_seq > head.length + 1:
             return self._park(item, batch, f"stream gap after seq {head.length}")
         expected_prev = b64(head.digest) if head.length else None
         if env.prev != expected_prev:
-            return self._reject(batch, item.record, ReasonCode.CHAIN_BREAK,
-                                f"prev does not match seq {head.length} of {env.stream}", env)
+            return self._reject(
+                batch,
+                item.record,
+                ReasonCode.CHAIN_BREAK,
+                f"prev does not match seq {head.length} of {env.stream}",
+                env,
+            )
         if env.is_terminal and env.final_seq != env.stream_seq:
-            return self._reject(batch, item.record, ReasonCode.BAD_FINAL_SEQ,
-                                f"final_seq {env.final_seq} is not the event's seq "
-                                f"{env.stream_seq}", env)
+            return self._reject(
+                batch,
+                item.record,
+                ReasonCode.BAD_FINAL_SEQ,
+                f"final_seq {env.final_seq} is not the event's seq {env.stream_seq}",
+                env,
+            )
         # producer sequence
-        last = batch.producers.get(env.producer_system,
-                                   self._producers.get(env.producer_system, 0))
+        last = batch.producers.get(env.producer_system, self._producers.get(env.producer_system, 0))
         if env.producer_seq <= last:
-            return self._reject(batch, item.record, ReasonCode.PRODUCER_SEQ_REUSED,
-                                f"producer {env.producer_system} seq {env.producer_seq} already "
-                                f"used (last {last})", env)
+            return self._reject(
+                batch,
+                item.record,
+                ReasonCode.PRODUCER_SEQ_REUSED,
+                f"producer {env.producer_system} seq {env.producer_seq} already used (last {last})",
+                env,
+            )
         if env.producer_seq > last + 1:
             return self._park(item, batch, f"producer gap after seq {last}")
         # registry events change who may sign what from the next position on
         if env.type in REGISTRY_TYPES:
             if env.stream != REGISTRY_STREAM:
-                return self._reject(batch, item.record, ReasonCode.OUT_OF_SCOPE,
-                                    f"registry events belong in {REGISTRY_STREAM}", env)
+                return self._reject(
+                    batch,
+                    item.record,
+                    ReasonCode.OUT_OF_SCOPE,
+                    f"registry events belong in {REGISTRY_STREAM}",
+                    env,
+                )
             problem_text = self.registry.validate_change(env, position)
             if problem_text is not None:
-                return self._reject(batch, item.record, ReasonCode.REGISTRY_INVALID,
-                                    problem_text, env)
+                return self._reject(
+                    batch, item.record, ReasonCode.REGISTRY_INVALID, problem_text, env
+                )
             self.registry.apply(env, position)
         # accept
         batch.events.append((env.stream, env.stream_seq, item.record))
@@ -361,7 +415,10 @@ class Appender:
         new_head = _Head(env.stream_seq, digest, env.is_terminal)
         batch.heads[env.stream] = new_head
         batch.side.streams[stream_uuid(env.stream).hex] = (
-            env.stream, new_head.length, digest, new_head.closed
+            env.stream,
+            new_head.length,
+            digest,
+            new_head.closed,
         )
         batch.producers[env.producer_system] = env.producer_seq
         batch.side.producers[env.producer_system] = env.producer_seq
@@ -373,10 +430,23 @@ class Appender:
         if digest in self._parked:
             return Outcome("parked", event_id=env.event_id, stream=env.stream, detail=why)
         if len(self._parked) >= self.config.park_limit:
-            return self._reject(batch, item.record, ReasonCode.PARK_LIMIT,
-                                f"{len(self._parked)} records already wait for gaps", env)
-        row = ParkedRow(digest, env.stream, env.stream_seq, env.producer_system,
-                        env.producer_seq, env.event_id, item.record, time.time())
+            return self._reject(
+                batch,
+                item.record,
+                ReasonCode.PARK_LIMIT,
+                f"{len(self._parked)} records already wait for gaps",
+                env,
+            )
+        row = ParkedRow(
+            digest,
+            env.stream,
+            env.stream_seq,
+            env.producer_system,
+            env.producer_seq,
+            env.event_id,
+            item.record,
+            time.time(),
+        )
         self._parked[digest] = row
         self._parked_by_stream[(row.stream, row.stream_seq)] = digest
         self._parked_by_producer[(row.system, row.producer_seq)] = digest
@@ -428,17 +498,23 @@ class Appender:
                 continue
             head = self._head(row.stream, _Batch(self._base, SideWrites()))
             waiting_stream = row.stream_seq > head.length + 1
-            out.append({
-                "stream": row.stream,
-                "missing_stream_seqs": [head.length + 1, row.stream_seq - 1]
-                if waiting_stream else None,
-                "producer": row.system,
-                "missing_producer_seqs": [self._producers.get(row.system, 0) + 1,
-                                          row.producer_seq - 1]
-                if row.producer_seq > self._producers.get(row.system, 0) + 1 else None,
-                "parked_for_s": round(now - row.parked_at, 1),
-                "event_id": row.event_id,
-            })
+            out.append(
+                {
+                    "stream": row.stream,
+                    "missing_stream_seqs": [head.length + 1, row.stream_seq - 1]
+                    if waiting_stream
+                    else None,
+                    "producer": row.system,
+                    "missing_producer_seqs": [
+                        self._producers.get(row.system, 0) + 1,
+                        row.producer_seq - 1,
+                    ]
+                    if row.producer_seq > self._producers.get(row.system, 0) + 1
+                    else None,
+                    "parked_for_s": round(now - row.parked_at, 1),
+                    "event_id": row.event_id,
+                }
+            )
         return out
 
 
@@ -454,4 +530,3 @@ def fold_registry(store: LedgerStore, registry: KeyRegistry, after: int = 0) -> 
         item = precheck(record, 1 << 30, {})
         if isinstance(item, Checked):
             registry.apply(item.envelope, position)
-

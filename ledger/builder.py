@@ -30,7 +30,7 @@ def build_body(
     prev: str | None,
     system: str,
     producer_seq: int,
-    type: str,  # noqa: A002 - the envelope's field name
+    type: str,
     occurred_at: str,
     actor: Mapping[str, str],
     data: Mapping[str, Any],

@@ -63,7 +63,11 @@ class Ledger:
 
     @classmethod
     def init(
-        cls, directory: Path, *, store_url: str | None = None, origin: str | None = None,
+        cls,
+        directory: Path,
+        *,
+        store_url: str | None = None,
+        origin: str | None = None,
         max_record_bytes: int = 64 * 1024,
     ) -> Ledger:
         directory = directory.resolve()
@@ -136,7 +140,12 @@ class Ledger:
         return Signer.from_file(self.directory / ROOT_KEY)
 
     def enrol_key(
-        self, name: str, purpose: str, scope: KeyScope, *, public_raw: bytes | None = None,
+        self,
+        name: str,
+        purpose: str,
+        scope: KeyScope,
+        *,
+        public_raw: bytes | None = None,
         note: str | None = None,
     ) -> bytes:
         """Enrol a key (a new one written to keys/NAME.key unless `public_raw` is given)."""

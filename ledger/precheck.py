@@ -70,7 +70,9 @@ def precheck(record: bytes, max_size: int, public: Mapping[bytes, bytes]) -> Che
     ok = (
         None
         if raw is None
-        else verify_signature(public_key(signed.key_id, raw), signed.signature, signed.signing_message)
+        else verify_signature(
+            public_key(signed.key_id, raw), signed.signature, signed.signing_message
+        )
     )
     return Checked(record, signed, envelope, ok)
 

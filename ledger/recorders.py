@@ -53,11 +53,16 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         # executemany instead of a statement per row.
         ids = list(range(current + 1, current + 1 + len(stored_events)))
         c.executemany(
-            f"INSERT INTO {self.events_table_name}"  # noqa: S608 - constant table name
+            f"INSERT INTO {self.events_table_name}"
             " (rowid, originator_id, originator_version, topic, state) VALUES (?,?,?,?,?)",
             [
-                (i, s.originator_id.hex if isinstance(s.originator_id, UUID)
-                 else s.originator_id, s.originator_version, s.topic, s.state)
+                (
+                    i,
+                    s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+                    s.originator_version,
+                    s.topic,
+                    s.state,
+                )
                 for i, s in zip(ids, stored_events, strict=True)
             ],
         )
@@ -69,7 +74,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        self.sql_create_statements.extend(SQL(s) for s in ddl("postgres"))  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(s).format() for s in ddl("postgres"))
         table = SQL("{0}.{1}").format(
             Identifier(self.datastore.schema), Identifier(self.events_table_name)
         )
@@ -80,9 +85,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             " FROM unnest(%s::{ty}[]) WITH ORDINALITY AS e(originator_id, originator_version,"
             " topic, state, n) RETURNING notification_id"
         ).format(t=table, ty=Identifier(self.datastore.schema, self.stored_event_type_name))
-        self._max_id = SQL("SELECT COALESCE(MAX(notification_id), 0) AS m FROM {t}").format(
-            t=table
-        )
+        self._max_id = SQL("SELECT COALESCE(MAX(notification_id), 0) AS m FROM {t}").format(t=table)
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -98,9 +101,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                     f"log grew from {side.expected_max_position} to {current} during the batch"
                 )
         events = [
-            self.construct_pg_stored_event(
-                s.originator_id, s.originator_version, s.topic, s.state
-            )
+            self.construct_pg_stored_event(s.originator_id, s.originator_version, s.topic, s.state)
             for s in stored_events
         ]
         curs.execute(self._dense_insert, (events,))

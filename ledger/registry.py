@@ -18,8 +18,8 @@ import base64
 import dataclasses
 import fnmatch
 import re
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -152,7 +152,9 @@ class KeyRegistry:
         """Every key ever enrolled (raw public bytes), for signature checks in workers."""
         return {k: e.public_raw for k, e in self.keys.items()}
 
-    def check(self, key_id: bytes, envelope: Envelope, position: int) -> tuple[ReasonCode, str] | None:
+    def check(
+        self, key_id: bytes, envelope: Envelope, position: int
+    ) -> tuple[ReasonCode, str] | None:
         """None if `key_id` may sign `envelope` at `position`, else (reason, detail)."""
         entry = self.keys.get(key_id)
         if entry is None:
@@ -160,7 +162,10 @@ class KeyRegistry:
                 return self._check_genesis_signer(key_id, envelope)
             return ReasonCode.UNKNOWN_KEY, f"key {key_id.hex()[:16]}… is not enrolled"
         if entry.enrolled_at >= position:
-            return ReasonCode.UNKNOWN_KEY, f"key enrolled at {entry.enrolled_at}, used at {position}"
+            return (
+                ReasonCode.UNKNOWN_KEY,
+                f"key enrolled at {entry.enrolled_at}, used at {position}",
+            )
         if entry.ended_at is not None and position > entry.ended_at:
             return ReasonCode.REVOKED_KEY, (
                 f"key {entry.end_reason} at position {entry.ended_at}, used at {position}"
@@ -172,7 +177,9 @@ class KeyRegistry:
             return ReasonCode.OUT_OF_SCOPE, f"a {entry.purpose} key may not sign registry events"
         return None
 
-    def _check_genesis_signer(self, key_id: bytes, envelope: Envelope) -> tuple[ReasonCode, str] | None:
+    def _check_genesis_signer(
+        self, key_id: bytes, envelope: Envelope
+    ) -> tuple[ReasonCode, str] | None:
         try:
             claimed, _ = _decode_public(envelope.data["root_key"])
         except (RegistryError, ValueError) as exc:

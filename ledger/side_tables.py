@@ -43,17 +43,19 @@ class SideWrites:
     @property
     def empty(self) -> bool:
         return not (
-            self.event_ids or self.streams or self.producers or self.parked
-            or self.unparked or self.dead_letters
+            self.event_ids
+            or self.streams
+            or self.producers
+            or self.parked
+            or self.unparked
+            or self.dead_letters
         )
 
 
 def ddl(dialect: Dialect) -> list[str]:
     blob = "BLOB" if dialect == "sqlite" else "BYTEA"
     real = "REAL" if dialect == "sqlite" else "DOUBLE PRECISION"
-    serial = (
-        "INTEGER PRIMARY KEY AUTOINCREMENT" if dialect == "sqlite" else "BIGSERIAL PRIMARY KEY"
-    )
+    serial = "INTEGER PRIMARY KEY AUTOINCREMENT" if dialect == "sqlite" else "BIGSERIAL PRIMARY KEY"
     return [
         "CREATE TABLE IF NOT EXISTS nk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS nk_streams (stream_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
@@ -85,10 +87,11 @@ def write_side(cursor: Any, dialect: Dialect, side: SideWrites, positions: Seque
         if rows:
             cursor.executemany(_sql(dialect, statement), rows)
 
-    many(
-        "INSERT INTO nk_event_ids (event_id, position, digest) VALUES (?, ?, ?)",
-        [(eid, pos, dig) for (eid, dig), pos in zip(side.event_ids, positions, strict=True)],
-    )
+    if side.event_ids:
+        many(
+            "INSERT INTO nk_event_ids (event_id, position, digest) VALUES (?, ?, ?)",
+            [(eid, pos, dig) for (eid, dig), pos in zip(side.event_ids, positions, strict=True)],
+        )
     last_pos = positions[-1] if positions else 0
     many(
         "INSERT INTO nk_streams (stream_id, name, length, head_digest, closed, last_position)"
@@ -110,8 +113,16 @@ def write_side(cursor: Any, dialect: Dialect, side: SideWrites, positions: Seque
         "INSERT INTO nk_parked (digest, stream, stream_seq, system, producer_seq, event_id,"
         " record, parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING",
         [
-            (p.digest, p.stream, p.stream_seq, p.system, p.producer_seq, p.event_id, p.record,
-             p.parked_at)
+            (
+                p.digest,
+                p.stream,
+                p.stream_seq,
+                p.system,
+                p.producer_seq,
+                p.event_id,
+                p.record,
+                p.parked_at,
+            )
             for p in side.parked
         ],
     )

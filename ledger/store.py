@@ -175,9 +175,7 @@ class LedgerStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(
-        self, events: Sequence[tuple[str, int, bytes]], side: SideWrites
-    ) -> list[int]:
+    def append(self, events: Sequence[tuple[str, int, bytes]], side: SideWrites) -> list[int]:
         """Append (stream, stream_seq, record) in order, with `side`; return positions."""
         if not events:
             self.write_side_only(side)
@@ -325,7 +323,7 @@ class LedgerStore:
         return {r: int(n) for r, n in rows}
 
     def get_meta(self) -> dict[str, str]:
-        return {k: v for k, v in self._query("SELECT key, value FROM nk_meta")}
+        return dict(self._query("SELECT key, value FROM nk_meta"))
 
     def set_meta(self, values: dict[str, str]) -> None:
         statement = (
@@ -343,8 +341,10 @@ class LedgerStore:
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._transaction(commit=False) as cursor:
             cursor.execute(self._sql(statement), list(params))
-            return [tuple(row.values()) if isinstance(row, dict) else tuple(row)
-                    for row in cursor.fetchall()]
+            return [
+                tuple(row.values()) if isinstance(row, dict) else tuple(row)
+                for row in cursor.fetchall()
+            ]
 
     def _transaction(self, *, commit: bool) -> Any:
         datastore = self.recorder.datastore

@@ -109,20 +109,21 @@ class _Reader:
 
     def by_position(self, lo: int, hi: int) -> Iterator[Row]:
         return self._rows(
-            f"SELECT {self.pos}, originator_id, originator_version, state FROM {self.table}"  # noqa: S608
+            f"SELECT {self.pos}, originator_id, originator_version, state FROM {self.table}"
             f" WHERE {self.pos} >= ? AND {self.pos} < ? ORDER BY {self.pos}",
             (lo, hi),
         )
 
     def by_stream_range(self, lo: str, hi: str | None) -> Iterator[Row]:
         low: Any = lo if self.sqlite else uuid.UUID(lo)
+        params: tuple[Any, ...]
         if hi is None:
             where, params = "originator_id >= ?", (low,)
         else:
             high: Any = hi if self.sqlite else uuid.UUID(hi)
             where, params = "originator_id >= ? AND originator_id < ?", (low, high)
         return self._rows(
-            f"SELECT {self.pos}, originator_id, originator_version, state FROM {self.table}"  # noqa: S608
+            f"SELECT {self.pos}, originator_id, originator_version, state FROM {self.table}"
             f" WHERE {where} ORDER BY originator_id, originator_version",
             params,
         )
@@ -130,14 +131,14 @@ class _Reader:
     def stream(self, stream: str) -> Iterator[Row]:
         sid = stream_uuid(stream)
         return self._rows(
-            f"SELECT {self.pos}, originator_id, originator_version, state FROM {self.table}"  # noqa: S608
+            f"SELECT {self.pos}, originator_id, originator_version, state FROM {self.table}"
             " WHERE originator_id = ? ORDER BY originator_version",
             (sid.hex if self.sqlite else sid,),
         )
 
     def max_position(self) -> int:
         cursor = self.conn.cursor()
-        cursor.execute(f"SELECT MAX({self.pos}) FROM {self.table}")  # noqa: S608
+        cursor.execute(f"SELECT MAX({self.pos}) FROM {self.table}")
         row = cursor.fetchone()
         return int(row[0] or 0)
 
@@ -186,8 +187,10 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
         found(FindingKind.SCHEMA_INVALID, f"not an envelope: {exc!r}")
         return out, None
     if stream_uuid(env.stream).hex != sid or env.stream_seq != version:
-        found(FindingKind.MISFILED, f"stored as ({sid[:8]}…, {version}), body says "
-                                    f"({env.stream}, {env.stream_seq})")
+        found(
+            FindingKind.MISFILED,
+            f"stored as ({sid[:8]}…, {version}), body says ({env.stream}, {env.stream_seq})",
+        )
     problem = registry.check(signed.key_id, env, position)
     entry = registry.lookup(signed.key_id)
     if env.type == "ledger.genesis":
@@ -225,8 +228,15 @@ def _pass_a(lo: int, hi: int) -> tuple[int, list[Finding], list[Run], int]:
     for row in _W["reader"].by_position(lo, hi):
         count += 1
         if row[0] != expected:
-            findings.append(Finding(FindingKind.MISSING_POSITION, expected, None, None,
-                                    f"positions {expected}…{row[0] - 1} are missing"))
+            findings.append(
+                Finding(
+                    FindingKind.MISSING_POSITION,
+                    expected,
+                    None,
+                    None,
+                    f"positions {expected}…{row[0] - 1} are missing",
+                )
+            )
         expected = row[0] + 1
         row_findings, env = check_record(row, registry)
         findings.extend(row_findings)
@@ -238,12 +248,22 @@ def _pass_a(lo: int, hi: int) -> tuple[int, list[Finding], list[Run], int]:
             runs[idx] = (system, first, env.producer_seq, pos, eid)
         else:
             open_runs[env.producer_system] = len(runs)
-            runs.append((env.producer_system, env.producer_seq, env.producer_seq, row[0],
-                         env.event_id))
+            runs.append(
+                (env.producer_system, env.producer_seq, env.producer_seq, row[0], env.event_id)
+            )
     return lo, findings, runs, count
 
 
 # -- pass B: streams in primary-key order -------------------------------------------------------
+
+
+def _finder(
+    findings: list[Finding], position: int, stream: str, event_id: str
+) -> Callable[[FindingKind, str], None]:
+    def found(kind: FindingKind, detail: str) -> None:
+        findings.append(Finding(kind, position, stream, event_id, detail))
+
+    return found
 
 
 def check_streams(rows: Iterable[Row]) -> tuple[list[Finding], int]:
@@ -267,9 +287,7 @@ def check_streams(rows: Iterable[Row]) -> tuple[list[Finding], int]:
         except (MalformedInput, ValueError, KeyError, TypeError):
             continue  # pass A reports the corrupt record itself
         digest = hashlib.sha256(signed.body).digest()
-
-        def found(kind: FindingKind, detail: str, pos: int = position) -> None:
-            findings.append(Finding(kind, pos, stream, event_id, detail))
+        found = _finder(findings, position, stream, event_id)
 
         if closed_at is not None:
             found(FindingKind.POST_CLOSURE_APPEND, f"stream was concluded at seq {closed_at}")
@@ -328,13 +346,21 @@ def fold_registry_checked(reader: _Reader, root_key_id: bytes, report: VerifyRep
             continue
         problem = registry.validate_change(env, row[0])
         if problem is not None:
-            report.add(Finding(FindingKind.REGISTRY_INVALID, row[0], env.stream, env.event_id,
-                               problem))
+            report.add(
+                Finding(FindingKind.REGISTRY_INVALID, row[0], env.stream, env.event_id, problem)
+            )
             continue
         registry.apply(env, row[0])
     if not registry.keys:
-        report.add(Finding(FindingKind.BAD_GENESIS, 1, REGISTRY_STREAM, None,
-                           "no genesis signed by the trusted root key"))
+        report.add(
+            Finding(
+                FindingKind.BAD_GENESIS,
+                1,
+                REGISTRY_STREAM,
+                None,
+                "no genesis signed by the trusted root key",
+            )
+        )
     return registry
 
 
@@ -372,7 +398,10 @@ def verify_ledger(
 
 
 def _run_parallel(
-    config: StoreConfig, registry: KeyRegistry, report: VerifyReport, workers: int,
+    config: StoreConfig,
+    registry: KeyRegistry,
+    report: VerifyReport,
+    workers: int,
     progress: Callable[[int], None] | None,
 ) -> None:
     top = report.max_position
@@ -389,8 +418,10 @@ def _run_parallel(
     next_a = 1
     window = workers * 3
     with ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("forkserver"),
-        initializer=_init_worker, initargs=(config, registry),
+        workers,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_init_worker,
+        initargs=(config, registry),
     ) as pool:
         in_flight: list[tuple[str, Future[Any]]] = []
         queue = iter(tasks)
@@ -441,21 +472,31 @@ class _ProducerMerger:
         for system, first, last, position, event_id in runs:
             want = self.expected.get(system, 1)
             if first > want:
-                self.report.add(Finding(
-                    FindingKind.PRODUCER_GAP, position, None, event_id,
-                    f"producer {system}: seqs {want}…{first - 1} missing before this position",
-                ))
+                self.report.add(
+                    Finding(
+                        FindingKind.PRODUCER_GAP,
+                        position,
+                        None,
+                        event_id,
+                        f"producer {system}: seqs {want}…{first - 1} missing before this position",
+                    )
+                )
                 holes = self.holes.setdefault(system, [])
                 if len(holes) < self.MAX_HOLES:
                     holes.append((want, first - 1))
             elif first < want:
                 late = any(a <= first <= b for a, b in self.holes.get(system, ()))
-                self.report.add(Finding(
-                    FindingKind.REORDER if late else FindingKind.PRODUCER_SEQ_DUPLICATE,
-                    position, None, event_id,
-                    f"producer {system}: seq {first} stored after seq {want - 1}"
-                    if late else f"producer {system}: seq {first} appears twice",
-                ))
+                self.report.add(
+                    Finding(
+                        FindingKind.REORDER if late else FindingKind.PRODUCER_SEQ_DUPLICATE,
+                        position,
+                        None,
+                        event_id,
+                        f"producer {system}: seq {first} stored after seq {want - 1}"
+                        if late
+                        else f"producer {system}: seq {first} appears twice",
+                    )
+                )
             self.expected[system] = max(want, last + 1)
 
     def finish(self) -> None:

@@ -54,14 +54,20 @@ def _generate(ledger: Ledger, events: int, seed: int) -> list[bytes]:
     from ledger.keys import Signer
 
     channel = InProcessChannel()
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible ids
     producers = {
         s: Producer(s, Signer.from_file(ledger.key_path(s)), channel, rng=rng)
         for s in ("4403-ctais", "4403-fapiao", "4403-xuke", "4403-jicha")
     }
     for sim in simulate(seed, events):
-        producers[sim.system].emit(sim.stream, sim.type, actor=sim.actor, data=sim.data,
-                                   occurred_at=sim.occurred_at, subject=sim.subject)
+        producers[sim.system].emit(
+            sim.stream,
+            sim.type,
+            actor=sim.actor,
+            data=sim.data,
+            occurred_at=sim.occurred_at,
+            subject=sim.subject,
+        )
     return list(channel.poll(len(channel)))
 
 
@@ -75,8 +81,12 @@ def _raw_verify(records: list[bytes], public: dict[bytes, bytes], limit: int) ->
 
 
 def _raw_append(records: list[bytes], directory: Path) -> float:
-    app = _PlainApp(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                         "SQLITE_DBNAME": str(directory / "raw.db")})
+    app = _PlainApp(
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(directory / "raw.db"),
+        }
+    )
     version: dict[int, int] = {}
     started = time.perf_counter()
     for i in range(0, len(records), 1000):
@@ -125,8 +135,12 @@ def _verify_subprocess(directory: Path, workers: int) -> tuple[float, float]:
 
 
 def run_bench(
-    *, events: int, workers: int | None = None, work_dir: Path | None = None,
-    log: Callable[[str], None] = print, seed: int = 11,
+    *,
+    events: int,
+    workers: int | None = None,
+    work_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+    seed: int = 11,
 ) -> dict[str, Any]:
     workers = workers or os.cpu_count() or 1
     scratch = Path(tempfile.mkdtemp(prefix="neikong-bench-", dir=work_dir))

@@ -34,9 +34,11 @@ EXIT_CODES_HELP = (
 )
 
 ledger_option = click.option(
-    "--ledger", "ledger_dir", type=click.Path(file_okay=False, path_type=Path),
-    default=None, help="Ledger directory (database, keys, exports). "
-    "Default: $NEIKONG_LEDGER or ./neikong-data.",
+    "--ledger",
+    "ledger_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Ledger directory (database, keys, exports). Default: $NEIKONG_LEDGER or ./neikong-data.",
 )
 
 
@@ -60,10 +62,20 @@ def _emit_json(value: Any) -> None:
 @contextmanager
 def progress_bar(total: int, desc: str) -> Iterator[Callable[[int], None]]:
     """A tqdm bar on a terminal (stderr); silent otherwise."""
-    bar = tqdm(total=total, desc=desc, unit="ev", disable=not sys.stderr.isatty(),
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        unit="ev",
+        disable=not sys.stderr.isatty(),
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+    def update(n: int) -> None:
+        bar.update(n)
+
     try:
-        yield bar.update
+        yield update
     finally:
         bar.close()
 
@@ -85,21 +97,35 @@ def main() -> None:
 
 @main.command(epilog=EXIT_CODES_HELP)
 @ledger_option
-@click.option("--store", help="Event store URL: sqlite:///PATH (default: DIR/ledger.db) or "
-              "postgresql://USER:PASSWORD@HOST:PORT/DB.")
+@click.option(
+    "--store",
+    help="Event store URL: sqlite:///PATH (default: DIR/ledger.db) or "
+    "postgresql://USER:PASSWORD@HOST:PORT/DB.",
+)
 @click.option("--origin", help="Log origin name (default: neikong/<dir name>).")
-@click.option("--max-record-bytes", type=click.IntRange(1024, 16 << 20), default=64 * 1024,
-              show_default=True, help="Size limit of one record.")
-def init(ledger_dir: Path | None, store: str | None, origin: str | None,
-         max_record_bytes: int) -> None:
+@click.option(
+    "--max-record-bytes",
+    type=click.IntRange(1024, 16 << 20),
+    default=64 * 1024,
+    show_default=True,
+    help="Size limit of one record.",
+)
+def init(
+    ledger_dir: Path | None, store: str | None, origin: str | None, max_record_bytes: int
+) -> None:
     """Create a ledger and its root (admin) key."""
-    with Ledger.init(_dir(ledger_dir), store_url=store, origin=origin,
-                     max_record_bytes=max_record_bytes) as ledger:
+    with Ledger.init(
+        _dir(ledger_dir), store_url=store, origin=origin, max_record_bytes=max_record_bytes
+    ) as ledger:
         click.echo(f"created ledger {ledger.directory}")
-        click.echo(f"root key id {ledger.config.root_key_id}  "
-                   f"(file {ledger.directory / 'keys/root.key'}, mode 0600)")
-        click.echo("give the root key id to inspectors out of band: `neikong verify "
-                   "--root-key-id` checks against it")
+        click.echo(
+            f"root key id {ledger.config.root_key_id}  "
+            f"(file {ledger.directory / 'keys/root.key'}, mode 0600)"
+        )
+        click.echo(
+            "give the root key id to inspectors out of band: `neikong verify "
+            "--root-key-id` checks against it"
+        )
 
 
 # -- keys -------------------------------------------------------------------------------------
@@ -122,27 +148,52 @@ def keys_list(ledger_dir: Path | None, as_json: bool) -> None:
         return
     for e in entries:
         scope = e["scope"]
-        click.echo(f"{e['key_id'][:16]}…  {e['purpose']:<10} {e['state']:<8} "
-                   f"system={scope['system']} streams={','.join(scope['stream_prefixes'])} "
-                   f"types={','.join(scope['event_types'])} enrolled@{e['enrolled_at']}"
-                   + (f" ended@{e['ended_at']}" if e["ended_at"] else ""))
+        click.echo(
+            f"{e['key_id'][:16]}…  {e['purpose']:<10} {e['state']:<8} "
+            f"system={scope['system']} streams={','.join(scope['stream_prefixes'])} "
+            f"types={','.join(scope['event_types'])} enrolled@{e['enrolled_at']}"
+            + (f" ended@{e['ended_at']}" if e["ended_at"] else "")
+        )
 
 
 @keys.command("enrol", epilog=EXIT_CODES_HELP)
 @ledger_option
 @click.argument("name")
-@click.option("--purpose", type=click.Choice(["producer", "admin", "checkpoint", "detector",
-                                              "witness"]), default="producer", show_default=True)
+@click.option(
+    "--purpose",
+    type=click.Choice(["producer", "admin", "checkpoint", "detector", "witness"]),
+    default="producer",
+    show_default=True,
+)
 @click.option("--system", required=True, help="Producer system the key signs for.")
-@click.option("--stream-prefix", "prefixes", multiple=True, required=True,
-              help="Allowed stream prefix (repeatable).")
-@click.option("--event-type", "types", multiple=True, required=True,
-              help="Allowed event type or glob such as 'matter.*' (repeatable).")
-@click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Enrol this raw/base64 public key instead of generating a key file.")
-def keys_enrol(ledger_dir: Path | None, name: str, purpose: str, system: str,
-               prefixes: tuple[str, ...], types: tuple[str, ...],
-               public_key: Path | None) -> None:
+@click.option(
+    "--stream-prefix",
+    "prefixes",
+    multiple=True,
+    required=True,
+    help="Allowed stream prefix (repeatable).",
+)
+@click.option(
+    "--event-type",
+    "types",
+    multiple=True,
+    required=True,
+    help="Allowed event type or glob such as 'matter.*' (repeatable).",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Enrol this raw/base64 public key instead of generating a key file.",
+)
+def keys_enrol(
+    ledger_dir: Path | None,
+    name: str,
+    purpose: str,
+    system: str,
+    prefixes: tuple[str, ...],
+    types: tuple[str, ...],
+    public_key: Path | None,
+) -> None:
     """Enrol a new key NAME (written to DIR/keys/NAME.key, mode 0600)."""
     import base64
 
@@ -151,10 +202,10 @@ def keys_enrol(ledger_dir: Path | None, name: str, purpose: str, system: str,
         text = public_key.read_bytes().strip()
         raw = text if len(text) == 32 else base64.b64decode(text, validate=True)
     with _open(ledger_dir) as ledger:
-        key_id = ledger.enrol_key(name, purpose, KeyScope(system, prefixes, types),
-                                  public_raw=raw)
-        click.echo(f"enrolled {key_id.hex()}"
-                   + ("" if raw else f" (private key {ledger.key_path(name)})"))
+        key_id = ledger.enrol_key(name, purpose, KeyScope(system, prefixes, types), public_raw=raw)
+        click.echo(
+            f"enrolled {key_id.hex()}" + ("" if raw else f" (private key {ledger.key_path(name)})")
+        )
 
 
 @keys.command("rotate")
@@ -171,8 +222,9 @@ def keys_rotate(ledger_dir: Path | None, key_id: str, name: str) -> None:
 @keys.command("revoke")
 @ledger_option
 @click.argument("key_id")
-@click.option("--reason", type=click.Choice(["compromised", "retired", "superseded", "other"]),
-              required=True)
+@click.option(
+    "--reason", type=click.Choice(["compromised", "retired", "superseded", "other"]), required=True
+)
 @click.option("--note", help="Free text for the record.")
 def keys_revoke(ledger_dir: Path | None, key_id: str, reason: str, note: str | None) -> None:
     """Revoke KEY_ID: events entering after this position are rejected."""
@@ -201,9 +253,12 @@ def streams(ledger_dir: Path | None, prefix: str, as_json: bool) -> None:
         infos = ledger.store.streams(prefix)
         parked = {p.stream for p in ledger.store.parked()}
     rows = [
-        {"stream": i.name, "length": i.length,
-         "state": "concluded" if i.closed else ("gap" if i.name in parked else "open"),
-         "last_position": i.last_position}
+        {
+            "stream": i.name,
+            "length": i.length,
+            "state": "concluded" if i.closed else ("gap" if i.name in parked else "open"),
+            "last_position": i.last_position,
+        }
         for i in infos
     ]
     if as_json:
@@ -239,13 +294,24 @@ def dead_letters(ledger_dir: Path | None, limit: int, as_json: bool) -> None:
 @main.command(epilog=EXIT_CODES_HELP)
 @ledger_option
 @click.option("--stream", help="Check this stream only.")
-@click.option("--workers", type=click.IntRange(1, 256), default=None,
-              help="Worker processes (default: one per core).")
-@click.option("--root-key-id", help="Trusted root key id (hex), obtained out of band. "
-              "Default: the one in DIR/ledger.json.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Worker processes (default: one per core).",
+)
+@click.option(
+    "--root-key-id",
+    help="Trusted root key id (hex), obtained out of band. Default: the one in DIR/ledger.json.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
-def verify(ledger_dir: Path | None, stream: str | None, workers: int | None,
-           root_key_id: str | None, as_json: bool) -> None:
+def verify(
+    ledger_dir: Path | None,
+    stream: str | None,
+    workers: int | None,
+    root_key_id: str | None,
+    as_json: bool,
+) -> None:
     """Re-check every signature, key validity at position, stream chain and producer sequence.
 
     Reads only the stored events. Reports each finding with its kind, position, stream and
@@ -266,11 +332,15 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
         _emit_json(report.to_json())
         return
     for f in report.findings:
-        click.echo(f"{f.kind.value:<24} position={f.position} stream={f.stream} "
-                   f"event={f.event_id} {f.detail}")
+        click.echo(
+            f"{f.kind.value:<24} position={f.position} stream={f.stream} "
+            f"event={f.event_id} {f.detail}"
+        )
     verdict = "INTACT" if report.intact else "TAMPER EVIDENCE"
-    click.echo(f"{verdict}: {report.events} events, {report.streams} streams, "
-               f"{sum(report.finding_counts.values())} findings {report.finding_counts or ''}")
+    click.echo(
+        f"{verdict}: {report.events} events, {report.streams} streams, "
+        f"{sum(report.finding_counts.values())} findings {report.finding_counts or ''}"
+    )
 
 
 # -- main job and sizing ----------------------------------------------------------------------
@@ -280,12 +350,17 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
 @ledger_option
 @click.option("--events", type=click.IntRange(1), default=20_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--workers", type=click.IntRange(0, 256), default=None,
-              help="Signature-check worker processes (default: one per core).")
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 256),
+    default=None,
+    help="Signature-check worker processes (default: one per core).",
+)
 @click.option("--fresh", is_flag=True, help="Delete an existing ledger in DIR first.")
 @click.option("--json", "as_json", is_flag=True)
-def demo(ledger_dir: Path | None, events: int, seed: int, workers: int | None, fresh: bool,
-         as_json: bool) -> None:
+def demo(
+    ledger_dir: Path | None, events: int, seed: int, workers: int | None, fresh: bool, as_json: bool
+) -> None:
     """The main job: create a ledger, enrol producers, append a synthetic run, verify it."""
     import os
 
@@ -298,8 +373,9 @@ def demo(ledger_dir: Path | None, events: int, seed: int, workers: int | None, f
     with Ledger.init(directory) as ledger:
         signers = enrol_demo_producers(ledger)
         with progress_bar(events, "append") as update:
-            stats = run_simulation(ledger, signers, events=events, seed=seed, workers=workers,
-                                   progress=update)
+            stats = run_simulation(
+                ledger, signers, events=events, seed=seed, workers=workers, progress=update
+            )
         config, root = ledger.store.config, bytes.fromhex(ledger.config.root_key_id)
         total = ledger.store.max_position() * 2
         nstreams = len(ledger.store.streams("matter/"))
@@ -321,25 +397,35 @@ def demo(ledger_dir: Path | None, events: int, seed: int, workers: int | None, f
         click.echo(f"ledger        {directory}")
         click.echo(f"events        {stats.published} published, outcomes {stats.outcomes}")
         click.echo(f"streams       {nstreams} matters")
-        click.echo(f"rate          {summary['append_per_s']} events/s "
-                   f"(sign + append, {stats.seconds:.1f} s)")
-        click.echo(f"verification  {summary['verify'].upper()} "
-                   f"({report.events} events, {report.streams} streams)")
+        click.echo(
+            f"rate          {summary['append_per_s']} events/s "
+            f"(sign + append, {stats.seconds:.1f} s)"
+        )
+        click.echo(
+            f"verification  {'INTACT' if report.intact else 'TAMPER EVIDENCE'} "
+            f"({report.events} events, {report.streams} streams)"
+        )
     sys.exit(EXIT_OK if report.intact else EXIT_TAMPER)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
 @click.option("--events", type=click.IntRange(1000), default=200_000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 256), default=None)
-@click.option("--dir", "work_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Scratch directory (default: a temporary one).")
+@click.option(
+    "--dir",
+    "work_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Scratch directory (default: a temporary one).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One flat JSON object.")
 def bench(events: int, workers: int | None, work_dir: Path | None, as_json: bool) -> None:
     """Measure baselines and the ledger's ingest and verify rates on this machine."""
     from ops.bench import run_bench
 
-    figures = run_bench(events=events, workers=workers, work_dir=work_dir,
-                        log=lambda m: click.echo(m, err=True))
+    figures = run_bench(
+        events=events, workers=workers, work_dir=work_dir, log=lambda m: click.echo(m, err=True)
+    )
     if as_json:
         click.echo(json.dumps(figures, sort_keys=True))
     else:

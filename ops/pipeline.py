@@ -31,19 +31,29 @@ class RunStats:
 def enrol_demo_producers(ledger: Ledger) -> dict[str, Signer]:
     signers: dict[str, Signer] = {}
     for system in SYSTEMS:
-        ledger.enrol_key(system, "producer", producer_scope(system),
-                         note="synthetic producer system for the demo")
+        ledger.enrol_key(
+            system,
+            "producer",
+            producer_scope(system),
+            note="synthetic producer system for the demo",
+        )
         signers[system] = Signer.from_file(ledger.key_path(system))
     return signers
 
 
 def run_simulation(
-    ledger: Ledger, signers: dict[str, Signer], *, events: int, seed: int, workers: int,
-    batch_size: int = 1000, progress: Callable[[int], None] | None = None,
+    ledger: Ledger,
+    signers: dict[str, Signer],
+    *,
+    events: int,
+    seed: int,
+    workers: int,
+    batch_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
 ) -> RunStats:
     """Emit `events` simulated events through the in-process channel and append them."""
     channel = InProcessChannel()
-    rng = random.Random(seed ^ 0x5EED)
+    rng = random.Random(seed ^ 0x5EED)  # noqa: S311 - reproducible ids
     producers = {s: Producer(s, signers[s], channel, rng=rng) for s in signers}
     appender: Appender = ledger.appender(workers=workers)
     stats = RunStats()
@@ -52,8 +62,12 @@ def run_simulation(
     def batches() -> Iterator[list[bytes]]:
         for sim in source:
             producers[sim.system].emit(
-                sim.stream, sim.type, actor=sim.actor, data=sim.data,
-                occurred_at=sim.occurred_at, subject=sim.subject,
+                sim.stream,
+                sim.type,
+                actor=sim.actor,
+                data=sim.data,
+                occurred_at=sim.occurred_at,
+                subject=sim.subject,
             )
             stats.published += 1
             if sim.type in ("matter.concluded", "matter.withdrawn"):

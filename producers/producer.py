@@ -35,8 +35,13 @@ class Producer:
     """Signs and publishes events for one producer system (one key)."""
 
     def __init__(
-        self, system: str, signer: Signer, transport: Transport, *,
-        rng: random.Random | None = None, producer_seq: int = 0,
+        self,
+        system: str,
+        signer: Signer,
+        transport: Transport,
+        *,
+        rng: random.Random | None = None,
+        producer_seq: int = 0,
     ) -> None:
         self.system = system
         self.signer = signer
@@ -51,18 +56,32 @@ class Producer:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
     def emit(
-        self, stream: str, type: str, *, actor: Mapping[str, str],  # noqa: A002
-        data: Mapping[str, Any], occurred_at: str, subject: Mapping[str, str] | None = None,
+        self,
+        stream: str,
+        type: str,
+        *,
+        actor: Mapping[str, str],
+        data: Mapping[str, Any],
+        occurred_at: str,
+        subject: Mapping[str, str] | None = None,
         pii: Mapping[str, str] | None = None,
     ) -> EmittedEvent:
         seq, digest = self._streams.get(stream, (0, b""))
         self._producer_seq += 1
         event_id = self._event_id()
         body = build_body(
-            event_id=event_id, stream=stream, stream_seq=seq + 1,
-            prev=b64(digest) if seq else None, system=self.system,
-            producer_seq=self._producer_seq, type=type, occurred_at=occurred_at, actor=actor,
-            data=data, subject=subject, pii=pii,
+            event_id=event_id,
+            stream=stream,
+            stream_seq=seq + 1,
+            prev=b64(digest) if seq else None,
+            system=self.system,
+            producer_seq=self._producer_seq,
+            type=type,
+            occurred_at=occurred_at,
+            actor=actor,
+            data=data,
+            subject=subject,
+            pii=pii,
         )
         signed = self.signer.sign(body)
         self._streams[stream] = (seq + 1, signed.digest)

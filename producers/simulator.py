@@ -31,24 +31,68 @@ SYSTEMS: dict[str, tuple[str, tuple[str, ...]]] = {
 # matter type -> steps (step name, role) between acceptance and conclusion; outcome; limit
 FLOWS: dict[str, tuple[list[tuple[str, str]], str, int, str]] = {
     "registration": ([("review", "reviewer")], "registered", 0, "working"),
-    "invoice_book": ([("review", "reviewer"), ("approve", "approver"), ("issue", "handler")],
-                     "issued", 5, "working"),
-    "invoice_quota_change": ([("review", "reviewer"), ("site_check", "handler"),
-                              ("approve", "approver")], "granted", 5, "working"),
-    "max_invoice_amount": ([("review", "reviewer"), ("site_check", "handler"),
-                            ("approve", "approver"), ("decide", "approver"),
-                            ("license_document", "handler")], "granted", 20, "working"),
-    "licence": ([("review", "reviewer"), ("approve", "approver"), ("decide", "approver"),
-                 ("license_document", "handler")], "granted", 20, "working"),
-    "refund_applied": ([("refund_check", "reviewer"), ("approve", "approver"),
-                        ("refund_pay", "handler")], "refunded", 30, "natural"),
-    "refund_discovered": ([("refund_check", "reviewer"), ("approve", "approver"),
-                           ("refund_pay", "handler")], "refunded", 10, "natural"),
-    "penalty": ([("investigation", "investigator"), ("case_review", "case_reviewer"),
-                 ("penalty_notice", "handler"), ("hearing_requested", "handler"),
-                 ("hearing_held", "case_reviewer"), ("penalty_decided", "approver"),
-                 ("decision_served", "handler"), ("penalty_executed", "handler")],
-                "penalised", 90, "natural"),
+    "invoice_book": (
+        [("review", "reviewer"), ("approve", "approver"), ("issue", "handler")],
+        "issued",
+        5,
+        "working",
+    ),
+    "invoice_quota_change": (
+        [("review", "reviewer"), ("site_check", "handler"), ("approve", "approver")],
+        "granted",
+        5,
+        "working",
+    ),
+    "max_invoice_amount": (
+        [
+            ("review", "reviewer"),
+            ("site_check", "handler"),
+            ("approve", "approver"),
+            ("decide", "approver"),
+            ("license_document", "handler"),
+        ],
+        "granted",
+        20,
+        "working",
+    ),
+    "licence": (
+        [
+            ("review", "reviewer"),
+            ("approve", "approver"),
+            ("decide", "approver"),
+            ("license_document", "handler"),
+        ],
+        "granted",
+        20,
+        "working",
+    ),
+    "refund_applied": (
+        [("refund_check", "reviewer"), ("approve", "approver"), ("refund_pay", "handler")],
+        "refunded",
+        30,
+        "natural",
+    ),
+    "refund_discovered": (
+        [("refund_check", "reviewer"), ("approve", "approver"), ("refund_pay", "handler")],
+        "refunded",
+        10,
+        "natural",
+    ),
+    "penalty": (
+        [
+            ("investigation", "investigator"),
+            ("case_review", "case_reviewer"),
+            ("penalty_notice", "handler"),
+            ("hearing_requested", "handler"),
+            ("hearing_held", "case_reviewer"),
+            ("penalty_decided", "approver"),
+            ("decision_served", "handler"),
+            ("penalty_executed", "handler"),
+        ],
+        "penalised",
+        90,
+        "natural",
+    ),
 }
 
 ROLES = ("handler", "reviewer", "approver", "investigator", "case_reviewer")
@@ -66,8 +110,9 @@ class SimEvent:
 
 
 def producer_scope(system: str) -> KeyScope:
-    return KeyScope(system, (f"matter/{system.split('-')[0]}-{SYSTEMS[system][0]}/",),
-                    ("matter.*",))
+    return KeyScope(
+        system, (f"matter/{system.split('-')[0]}-{SYSTEMS[system][0]}/",), ("matter.*",)
+    )
 
 
 def _working(moment: datetime) -> datetime:
@@ -111,7 +156,7 @@ class _Officials:
 
 def simulate(seed: int, events: int, start: datetime | None = None) -> Iterator[SimEvent]:
     """Yield `events` events of interleaved matters in time order (memory: active matters)."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - a simulation, not secrets
     officials = _Officials(rng)
     clock = start or datetime(2026, 11, 2, 9, 0, tzinfo=UTC) + CST  # a Monday, CST
     counters: dict[str, int] = {}
@@ -131,16 +176,28 @@ def simulate(seed: int, events: int, start: datetime | None = None) -> Iterator[
         clock = max(clock, when)
         event = plan[index]
         stamp = (when - CST).replace(tzinfo=UTC)
-        yield SimEvent(event.system, event.stream, event.type, event.actor, event.subject,
-                       event.data, stamp.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        yield SimEvent(
+            event.system,
+            event.stream,
+            event.type,
+            event.actor,
+            event.subject,
+            event.data,
+            stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
         emitted += 1
         if index + 1 < len(plan):
             gap = timedelta(minutes=rng.randint(10, 60 * 24 * 2))
             heapq.heappush(heap, (_working(when + gap), sid, plan, index + 1))
 
 
-def _plan_matter(rng: random.Random, officials: _Officials, system: str,
-                 counters: dict[str, int], clock: datetime) -> list[SimEvent]:
+def _plan_matter(
+    rng: random.Random,
+    officials: _Officials,
+    system: str,
+    counters: dict[str, int],
+    clock: datetime,
+) -> list[SimEvent]:
     code, types = SYSTEMS[system]
     matter_type = rng.choice(types)
     counters[system] = counters.get(system, 0) + 1
@@ -153,8 +210,11 @@ def _plan_matter(rng: random.Random, officials: _Officials, system: str,
     def add(type_: str, role: str, data: dict[str, Any]) -> None:
         plan.append(SimEvent(system, stream, type_, officials.actor(unit, role), subject, data, ""))
 
-    accepted: dict[str, Any] = {"matter_type": matter_type, "channel": rng.choice(
-        ["hall", "online", "online", "mail"]), "time_limit": {"days": days, "calendar": calendar}}
+    accepted: dict[str, Any] = {
+        "matter_type": matter_type,
+        "channel": rng.choice(["hall", "online", "online", "mail"]),
+        "time_limit": {"days": days, "calendar": calendar},
+    }
     if matter_type.startswith("refund") or matter_type == "penalty":
         accepted["amount"] = f"{rng.randint(200, 500000)}.{rng.randint(0, 99):02d}"
     add("matter.accepted", "handler", accepted)
@@ -163,14 +223,22 @@ def _plan_matter(rng: random.Random, officials: _Officials, system: str,
     withdraw_at = len(steps) // 2 if rng.random() < 0.04 else None
     for i, (step, role) in enumerate(steps):
         if withdraw_at is not None and i == withdraw_at:
-            add("matter.withdrawn", "approver", {
-                "reason": "applicant withdrew the application",
-                "approved_by": officials.actor(unit, "approver")["official"],
-                "final_seq": len(plan) + 1})
+            add(
+                "matter.withdrawn",
+                "approver",
+                {
+                    "reason": "applicant withdrew the application",
+                    "approved_by": officials.actor(unit, "approver")["official"],
+                    "final_seq": len(plan) + 1,
+                },
+            )
             return plan
         if days >= 20 and i == 2 and rng.random() < 0.1:
-            add("matter.extension_approved", "approver", {
-                "days": 10, "calendar": calendar, "reason": "complex case, head approved"})
+            add(
+                "matter.extension_approved",
+                "approver",
+                {"days": 10, "calendar": calendar, "reason": "complex case, head approved"},
+            )
         add("matter.step_completed", role, {"step": step, "outcome": "passed"})
     add("matter.concluded", "handler", {"outcome": outcome, "final_seq": len(plan) + 1})
     return plan
