@@ -82,7 +82,7 @@ class _Batch:
     heads: dict[str, _Head] = field(default_factory=dict)
     producers: dict[str, int] = field(default_factory=dict)
     ids: dict[str, bytes] = field(default_factory=dict)  # event_id -> digest, this batch
-    bodies: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    digests: dict[tuple[str, int], bytes] = field(default_factory=dict)  # appended this batch
     stored_ids: dict[str, tuple[int, bytes]] = field(default_factory=dict)
 
     @property
@@ -305,7 +305,7 @@ class Appender:
                 "Ed25519 signature does not verify",
                 env,
             )
-        digest = signed.digest
+        digest = item.digest
         # idempotency
         known = batch.ids.get(env.event_id)
         if known is None:
@@ -339,11 +339,11 @@ class Appender:
         # stream chain
         head = self._head(env.stream, batch)
         if env.stream_seq <= head.length:
-            other = batch.bodies.get((env.stream, env.stream_seq))
+            other = batch.digests.get((env.stream, env.stream_seq))
             if other is None:
                 other_record = self.store.stream_record(env.stream, env.stream_seq)
-                other = SignedRecord.decode(other_record).body if other_record else None
-            if other is not None and hashlib.sha256(other).digest() == digest:
+                other = SignedRecord.decode(other_record).digest if other_record else None
+            if other == digest:
                 return Outcome("duplicate", event_id=env.event_id, stream=env.stream)
             return self._reject(
                 batch,
@@ -411,7 +411,7 @@ class Appender:
         batch.events.append((env.stream, env.stream_seq, item.record))
         batch.ids[env.event_id] = digest
         batch.side.event_ids.append((env.event_id, digest))
-        batch.bodies[(env.stream, env.stream_seq)] = signed.body
+        batch.digests[(env.stream, env.stream_seq)] = digest
         new_head = _Head(env.stream_seq, digest, env.is_terminal)
         batch.heads[env.stream] = new_head
         batch.side.streams[stream_uuid(env.stream).hex] = (

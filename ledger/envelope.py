@@ -94,7 +94,11 @@ TERMINAL_TYPES = frozenset({"matter.concluded", "matter.withdrawn"})
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """The parsed, schema-valid view of a body. Built only from bytes that passed the checks."""
+    """The parsed view of a schema-valid body: what the append rules and `verify` need.
+
+    `data` is kept only for key-registry events (small); other types carry just `final_seq`,
+    so this view is cheap to send between processes.
+    """
 
     event_id: str
     stream: str
@@ -103,13 +107,15 @@ class Envelope:
     producer_system: str
     producer_seq: int
     type: str
-    occurred_at: str
+    final_seq: int | None
     data: dict[str, Any]
-    raw: dict[str, Any]
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Envelope:
         producer = value["producer"]
+        event_type = value["type"]
+        data = value["data"]
+        final = data.get("final_seq") if event_type in TERMINAL_TYPES else None
         return cls(
             event_id=value["event_id"],
             stream=value["stream"],
@@ -117,17 +123,11 @@ class Envelope:
             prev=value["prev"],
             producer_system=producer["system"],
             producer_seq=producer["seq"],
-            type=value["type"],
-            occurred_at=value["occurred_at"],
-            data=value["data"],
-            raw=value,
+            type=event_type,
+            final_seq=final if isinstance(final, int) else None,
+            data=data if event_type.startswith(("key.", "ledger.")) else {},
         )
 
     @property
     def is_terminal(self) -> bool:
         return self.type in TERMINAL_TYPES
-
-    @property
-    def final_seq(self) -> int | None:
-        value = self.data.get("final_seq") if self.is_terminal else None
-        return value if isinstance(value, int) else None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger.canonical import parse_strict, require_canonical
+from ledger.canonical import parse_canonical
 from ledger.envelope import Envelope, SignedRecord
 from ledger.errors import MalformedInput
 from ledger.keys import public_key_from_raw, verify_signature
@@ -24,12 +24,19 @@ __all__ = ["Checked", "Rejected", "precheck", "precheck_many"]
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """A record that passed stage one. `signature_ok` is None when the key was not known."""
+    """A record that passed stage one. `signature_ok` is None when the key was not known.
+
+    `digest` is SHA-256 of the body (what the next event of the stream names as `prev`).
+    """
 
     record: bytes
-    signed: SignedRecord
+    digest: bytes
     envelope: Envelope
     signature_ok: bool | None
+
+    @property
+    def signed(self) -> SignedRecord:
+        return SignedRecord.decode(self.record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +67,7 @@ def public_key(key_id: bytes, raw: bytes) -> Ed25519PublicKey:
 def precheck(record: bytes, max_size: int, public: Mapping[bytes, bytes]) -> Checked | Rejected:
     try:
         signed = SignedRecord.decode(record, max_size=max_size)
-        value = parse_strict(signed.body)
-        require_canonical(signed.body, value)
+        value = parse_canonical(signed.body)
         catalogue().validate(value)
         envelope = Envelope.from_json(value)
     except MalformedInput as exc:
@@ -74,7 +80,7 @@ def precheck(record: bytes, max_size: int, public: Mapping[bytes, bytes]) -> Che
             public_key(signed.key_id, raw), signed.signature, signed.signing_message
         )
     )
-    return Checked(record, signed, envelope, ok)
+    return Checked(record, signed.digest, envelope, ok)
 
 
 def precheck_many(

@@ -20,7 +20,6 @@ passes run in a process pool (default: one worker per core).
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 import os
 import sqlite3
@@ -30,7 +29,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.canonical import parse_strict, require_canonical
+import orjson
+
+from ledger.canonical import parse_canonical, parse_strict
 from ledger.envelope import Envelope, SignedRecord, b64
 from ledger.errors import MalformedInput
 from ledger.findings import Finding, FindingKind
@@ -165,10 +166,13 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
     out: list[Finding] = []
     try:
         signed = SignedRecord.decode(record)
-        value = parse_strict(signed.body)
+        value = parse_canonical(signed.body)
+        canonical_problem = None
     except MalformedInput as exc:
-        out.append(Finding(FindingKind.CORRUPT_RECORD, position, None, None, exc.detail))
-        return out, None
+        if exc.reason is not ReasonCode.NON_CANONICAL:
+            out.append(Finding(FindingKind.CORRUPT_RECORD, position, None, None, exc.detail))
+            return out, None
+        value, canonical_problem = parse_strict(signed.body), exc.detail
     stream = value.get("stream") if isinstance(value, dict) else None
     event_id = value.get("event_id") if isinstance(value, dict) else None
     stream = stream if isinstance(stream, str) else None
@@ -177,10 +181,8 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
     def found(kind: FindingKind, detail: str) -> None:
         out.append(Finding(kind, position, stream, event_id, detail))
 
-    try:
-        require_canonical(signed.body, value)
-    except MalformedInput as exc:
-        found(FindingKind.NON_CANONICAL, exc.detail)
+    if canonical_problem is not None:
+        found(FindingKind.NON_CANONICAL, canonical_problem)
     try:
         env = Envelope.from_json(value)  # schema was enforced at append; the signature
     except (KeyError, TypeError, AttributeError) as exc:  # covers the bytes since then
@@ -280,7 +282,7 @@ def check_streams(rows: Iterable[Row]) -> tuple[list[Finding], int]:
             streams += 1
         try:
             signed = SignedRecord.decode(record)
-            body = json.loads(signed.body)
+            body = orjson.loads(signed.body)
             seq, prev = int(body["stream_seq"]), body["prev"]
             stream, event_id = str(body["stream"]), str(body["event_id"])
             event_type, data = str(body["type"]), body["data"]
