@@ -36,7 +36,7 @@ from ledger.precheck import Checked, Rejected, precheck, precheck_many
 from ledger.reasons import ReasonCode
 from ledger.registry import REGISTRY_STREAM, REGISTRY_TYPES, KeyRegistry
 from ledger.side_tables import ParkedRow, SideWrites
-from ledger.store import LedgerStore, StreamInfo, stream_uuid
+from ledger.store import LedgerStore, StreamInfo, stream_id_hex
 
 __all__ = ["AppendConfig", "Appender", "Outcome", "fold_registry"]
 
@@ -287,14 +287,15 @@ class Appender:
         return outcome
 
     def _rules(self, item: Checked, batch: _Batch, *, from_park: bool = False) -> Outcome:
-        env, signed = item.envelope, item.signed
+        env, key_id = item.envelope, item.key_id
         position = batch.next_position
-        problem = self.registry.check(signed.key_id, env, position)
+        problem = self.registry.check(key_id, env, position)
         if problem is not None:
             return self._reject(batch, item.record, problem[0], problem[1], env)
         ok = item.signature_ok
         if ok is None or from_park:
-            entry = self.registry.lookup(signed.key_id)
+            signed = item.signed
+            entry = self.registry.lookup(key_id)
             public = entry.public_key if entry is not None else _genesis_public(self.registry, env)
             ok = verify_signature(public, signed.signature, signed.signing_message)
         if not ok:
@@ -414,7 +415,7 @@ class Appender:
         batch.digests[(env.stream, env.stream_seq)] = digest
         new_head = _Head(env.stream_seq, digest, env.is_terminal)
         batch.heads[env.stream] = new_head
-        batch.side.streams[stream_uuid(env.stream).hex] = (
+        batch.side.streams[stream_id_hex(env.stream)] = (
             env.stream,
             new_head.length,
             digest,
@@ -456,6 +457,8 @@ class Appender:
 
     def _unpark_followers(self, appended: Envelope, batch: _Batch) -> None:
         """After an append, retry parked records that were waiting for it."""
+        if not self._parked:
+            return
         queue = [appended]
         while queue:
             env = queue.pop()

@@ -27,6 +27,7 @@ from ledger.reasons import ReasonCode
 
 __all__ = [
     "KEY_ID_LEN",
+    "KEY_ID_SLICE",
     "RECORD_MAGIC",
     "SIGNATURE_LEN",
     "SIGNING_PREFIX",
@@ -41,6 +42,7 @@ KEY_ID_LEN = 32
 SIGNATURE_LEN = 64
 HEADER_LEN = len(RECORD_MAGIC) + KEY_ID_LEN + SIGNATURE_LEN
 SIGNING_PREFIX = b"neikong/event/v1\n"
+KEY_ID_SLICE = slice(len(RECORD_MAGIC), len(RECORD_MAGIC) + KEY_ID_LEN)
 
 
 def b64(data: bytes) -> str:

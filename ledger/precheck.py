@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.canonical import parse_canonical
-from ledger.envelope import Envelope, SignedRecord
+from ledger.envelope import KEY_ID_SLICE, Envelope, SignedRecord
 from ledger.errors import MalformedInput
 from ledger.keys import public_key_from_raw, verify_signature
 from ledger.reasons import ReasonCode
@@ -37,6 +37,10 @@ class Checked:
     @property
     def signed(self) -> SignedRecord:
         return SignedRecord.decode(self.record)
+
+    @property
+    def key_id(self) -> bytes:
+        return self.record[KEY_ID_SLICE]
 
 
 @dataclass(frozen=True, slots=True)

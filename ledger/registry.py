@@ -72,7 +72,7 @@ class KeyScope:
         """None if allowed, else what is out of scope."""
         if envelope.producer_system != self.system:
             return f"producer system {envelope.producer_system!r} is not {self.system!r}"
-        if not any(envelope.stream.startswith(p) for p in self.stream_prefixes):
+        if not envelope.stream.startswith(self.stream_prefixes):
             return f"stream {envelope.stream!r} is outside {list(self.stream_prefixes)}"
         if not _type_pattern(self.event_types).match(envelope.type):
             return f"type {envelope.type!r} is not in {list(self.event_types)}"

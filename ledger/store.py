@@ -24,6 +24,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import (
     IntegrityError,
     PersistenceError,
+    StoredEvent,
     Transcoder,
 )
 from eventsourcing.utils import get_topic
@@ -38,6 +39,7 @@ __all__ = [
     "RecordedEvent",
     "StoreConfig",
     "StoredRow",
+    "stream_id_hex",
     "stream_uuid",
 ]
 
@@ -47,6 +49,11 @@ STREAM_NAMESPACE = uuid.UUID("6e656b6f-6e67-5f6c-6564-6765722d7631")  # "neikong
 @lru_cache(maxsize=65536)
 def stream_uuid(stream: str) -> uuid.UUID:
     return uuid.uuid5(STREAM_NAMESPACE, stream)
+
+
+@lru_cache(maxsize=65536)
+def stream_id_hex(stream: str) -> str:
+    return stream_uuid(stream).hex
 
 
 class RecordedEvent:
@@ -180,14 +187,16 @@ class LedgerStore:
         if not events:
             self.write_side_only(side)
             return []
-        domain = [RecordedEvent(stream_uuid(s), seq, rec) for s, seq, rec in events]
+        # The transcoder is a pass-through, so the stored events are built directly (the same
+        # objects the application's mapper would make) and handed to its recorder in one call.
+        stored = [StoredEvent(stream_uuid(s), seq, RECORD_TOPIC, rec) for s, seq, rec in events]
         try:
-            recordings = self.app.events.put(domain, side=side)
+            ids = self.recorder.insert_events(stored, side=side)
         except ConflictError:
             raise
         except (PersistenceError, sqlite3.Error) as exc:
             raise _translate(exc) from exc
-        return [r.notification.id for r in recordings]
+        return list(ids or [])
 
     def write_side_only(self, side: SideWrites) -> None:
         if side.empty:

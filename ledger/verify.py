@@ -11,6 +11,10 @@ What it proves, when it reports no finding:
 - every producer system's sequence is dense and in position order (nothing a producer sent
   was dropped, duplicated or reordered).
 
+Schema validity and the I-JSON value rules (no floats, integer range) are enforced at append;
+`verify` relies on the signature for them afterwards and re-checks the canonical form, NFC and
+surrogates (any non-ASCII or escaped body gets the full value walk).
+
 It reads only the events (never the side tables) and MUST NOT re-serialise a body. Memory is
 bounded: pass A walks positions in chunks, pass B walks streams in primary-key order with O(1)
 state per worker; neither keeps per-stream or per-event state in the parent process. Both
@@ -39,7 +43,7 @@ from ledger.keys import verify_signature
 from ledger.precheck import public_key
 from ledger.reasons import ReasonCode
 from ledger.registry import REGISTRY_STREAM, REGISTRY_TYPES, KeyRegistry
-from ledger.store import StoreConfig, stream_uuid
+from ledger.store import StoreConfig, stream_id_hex, stream_uuid
 
 __all__ = ["VerifyReport", "verify_ledger"]
 
@@ -166,7 +170,7 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
     out: list[Finding] = []
     try:
         signed = SignedRecord.decode(record)
-        value = parse_canonical(signed.body)
+        value = parse_canonical(signed.body, check_values=False)
         canonical_problem = None
     except MalformedInput as exc:
         if exc.reason is not ReasonCode.NON_CANONICAL:
@@ -188,7 +192,7 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
     except (KeyError, TypeError, AttributeError) as exc:  # covers the bytes since then
         found(FindingKind.SCHEMA_INVALID, f"not an envelope: {exc!r}")
         return out, None
-    if stream_uuid(env.stream).hex != sid or env.stream_seq != version:
+    if stream_id_hex(env.stream) != sid or env.stream_seq != version:
         found(
             FindingKind.MISFILED,
             f"stored as ({sid[:8]}…, {version}), body says ({env.stream}, {env.stream_seq})",
