@@ -431,3 +431,10 @@ def bench(events: int, workers: int | None, work_dir: Path | None, as_json: bool
     else:
         for key, value in figures.items():
             click.echo(f"{key:<28} {value}")
+
+
+# Command groups that live in their own modules register themselves on `main`.
+from ops import cli_log as _cli_log  # noqa: E402
+from ops import cli_witness as _cli_witness  # noqa: E402
+
+__all__ = ["_cli_log", "_cli_witness", "main"]
