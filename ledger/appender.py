@@ -29,7 +29,7 @@ from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger.envelope import Envelope, SignedRecord, b64
+from ledger.envelope import MAX_RECORD_BYTES, Envelope, SignedRecord, b64
 from ledger.errors import ConflictError
 from ledger.keys import public_key_from_raw, verify_signature
 from ledger.precheck import Checked, Rejected, precheck, precheck_many
@@ -47,7 +47,7 @@ Status = Literal["appended", "duplicate", "parked", "rejected"]
 
 @dataclass(frozen=True)
 class AppendConfig:
-    max_record_bytes: int = 64 * 1024
+    max_record_bytes: int = MAX_RECORD_BYTES
     park_limit: int = 100_000
     gap_timeout_s: float = 300.0
     workers: int = 0  # processes for stage one; 0 = in this process

@@ -28,6 +28,7 @@ from ledger.reasons import ReasonCode
 __all__ = [
     "KEY_ID_LEN",
     "KEY_ID_SLICE",
+    "MAX_RECORD_BYTES",
     "RECORD_MAGIC",
     "SIGNATURE_LEN",
     "SIGNING_PREFIX",
@@ -42,6 +43,9 @@ KEY_ID_LEN = 32
 SIGNATURE_LEN = 64
 HEADER_LEN = len(RECORD_MAGIC) + KEY_ID_LEN + SIGNATURE_LEN
 SIGNING_PREFIX = b"neikong/event/v1\n"
+# Default and ceiling of the record size: 64 KiB - 1, the most a C2SP tlog-tiles entry bundle
+# can hold (uint16 length prefix).
+MAX_RECORD_BYTES = 65535
 KEY_ID_SLICE = slice(len(RECORD_MAGIC), len(RECORD_MAGIC) + KEY_ID_LEN)
 
 

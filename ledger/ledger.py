@@ -19,7 +19,7 @@ from typing import Any
 
 from ledger.appender import AppendConfig, Appender, Outcome, fold_registry
 from ledger.builder import build_body, new_event_id, utc_timestamp
-from ledger.envelope import b64
+from ledger.envelope import MAX_RECORD_BYTES, b64
 from ledger.errors import LedgerNotFound, NeikongError
 from ledger.keys import Signer, generate_private_key, key_id_of, write_private_key
 from ledger.registry import ADMIN_SCOPE, ADMIN_SYSTEM, REGISTRY_STREAM, KeyRegistry, KeyScope
@@ -36,7 +36,7 @@ class LedgerConfig:
     store_url: str
     origin: str
     root_key_id: str
-    max_record_bytes: int = 64 * 1024
+    max_record_bytes: int = MAX_RECORD_BYTES
     park_limit: int = 100_000
     gap_timeout_s: float = 300.0
 
@@ -68,7 +68,7 @@ class Ledger:
         *,
         store_url: str | None = None,
         origin: str | None = None,
-        max_record_bytes: int = 64 * 1024,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> Ledger:
         directory = directory.resolve()
         if (directory / CONFIG_FILE).exists():

@@ -19,7 +19,7 @@ from ledger.keys import public_key_from_raw, verify_signature
 from ledger.reasons import ReasonCode
 from ledger.schema import SchemaCatalogue
 
-__all__ = ["Checked", "Rejected", "precheck", "precheck_many"]
+__all__ = ["Checked", "Rejected", "catalogue", "precheck", "precheck_many", "public_key"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,10 +35,13 @@ from ledger.side_tables import Dialect, ParkedRow, SideWrites, write_side
 
 __all__ = [
     "STREAM_NAMESPACE",
+    "LedgerApplication",
     "LedgerStore",
+    "RecordTranscoder",
     "RecordedEvent",
     "StoreConfig",
     "StoredRow",
+    "StreamInfo",
     "stream_id_hex",
     "stream_uuid",
 ]

@@ -45,7 +45,13 @@ from ledger.reasons import ReasonCode
 from ledger.registry import REGISTRY_STREAM, REGISTRY_TYPES, KeyRegistry
 from ledger.store import StoreConfig, stream_id_hex, stream_uuid
 
-__all__ = ["VerifyReport", "verify_ledger"]
+__all__ = [
+    "VerifyReport",
+    "check_record",
+    "check_streams",
+    "fold_registry_checked",
+    "verify_ledger",
+]
 
 CHUNK = 4000
 MAX_FINDINGS = 1000
@@ -153,8 +159,8 @@ class _Reader:
 
 # -- pass A: each record on its own, in position order ----------------------------------------
 
-# producer runs: (system, first_seq, last_seq, first_position, event_id of first)
-Run = tuple[str, int, int, int, str]
+# producer runs: (system, first_seq, last_seq, first_position, event_id and stream of first)
+Run = tuple[str, int, int, int, str, str]
 
 _W: dict[str, Any] = {}
 
@@ -250,12 +256,19 @@ def _pass_a(lo: int, hi: int) -> tuple[int, list[Finding], list[Run], int]:
             continue
         idx = open_runs.get(env.producer_system)
         if idx is not None and runs[idx][2] + 1 == env.producer_seq:
-            system, first, _, pos, eid = runs[idx]
-            runs[idx] = (system, first, env.producer_seq, pos, eid)
+            system, first, _, pos, eid, stream = runs[idx]
+            runs[idx] = (system, first, env.producer_seq, pos, eid, stream)
         else:
             open_runs[env.producer_system] = len(runs)
             runs.append(
-                (env.producer_system, env.producer_seq, env.producer_seq, row[0], env.event_id)
+                (
+                    env.producer_system,
+                    env.producer_seq,
+                    env.producer_seq,
+                    row[0],
+                    env.event_id,
+                    env.stream,
+                )
             )
     return lo, findings, runs, count
 
@@ -475,14 +488,14 @@ class _ProducerMerger:
         self.holes: dict[str, list[tuple[int, int]]] = {}
 
     def feed(self, runs: list[Run]) -> None:
-        for system, first, last, position, event_id in runs:
+        for system, first, last, position, event_id, stream in runs:
             want = self.expected.get(system, 1)
             if first > want:
                 self.report.add(
                     Finding(
                         FindingKind.PRODUCER_GAP,
                         position,
-                        None,
+                        stream,
                         event_id,
                         f"producer {system}: seqs {want}…{first - 1} missing before this position",
                     )
@@ -496,7 +509,7 @@ class _ProducerMerger:
                     Finding(
                         FindingKind.REORDER if late else FindingKind.PRODUCER_SEQ_DUPLICATE,
                         position,
-                        None,
+                        stream,
                         event_id,
                         f"producer {system}: seq {first} stored after seq {want - 1}"
                         if late

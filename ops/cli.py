@@ -105,10 +105,10 @@ def main() -> None:
 @click.option("--origin", help="Log origin name (default: neikong/<dir name>).")
 @click.option(
     "--max-record-bytes",
-    type=click.IntRange(1024, 16 << 20),
-    default=64 * 1024,
+    type=click.IntRange(1024, 65535),
+    default=65535,
     show_default=True,
-    help="Size limit of one record.",
+    help="Size limit of one record (at most 64 KiB - 1: a tlog-tiles entry).",
 )
 def init(
     ledger_dir: Path | None, store: str | None, origin: str | None, max_record_bytes: int
@@ -434,7 +434,11 @@ def bench(events: int, workers: int | None, work_dir: Path | None, as_json: bool
 
 
 # Command groups that live in their own modules register themselves on `main`.
-from ops import cli_log as _cli_log  # noqa: E402
-from ops import cli_witness as _cli_witness  # noqa: E402
+from ops import cli_log as _cli_log  # noqa: E402, F401
+from ops import cli_witness as _cli_witness  # noqa: E402, F401
 
-__all__ = ["_cli_log", "_cli_witness", "main"]
+__all__ = ["main", "progress_bar"]
+
+
+if __name__ == "__main__":
+    main()
