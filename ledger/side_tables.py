@@ -6,6 +6,7 @@ dead letters) but are never trusted by `verify`, which reads only the stored eve
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -55,14 +56,16 @@ class SideWrites:
 def ddl(dialect: Dialect) -> list[str]:
     blob = "BLOB" if dialect == "sqlite" else "BYTEA"
     real = "REAL" if dialect == "sqlite" else "DOUBLE PRECISION"
+    without_rowid = " WITHOUT ROWID" if dialect == "sqlite" else ""
     serial = "INTEGER PRIMARY KEY AUTOINCREMENT" if dialect == "sqlite" else "BIGSERIAL PRIMARY KEY"
     return [
         "CREATE TABLE IF NOT EXISTS nk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS nk_streams (stream_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
         f" length BIGINT NOT NULL, head_digest {blob} NOT NULL, closed INTEGER NOT NULL,"
         " last_position BIGINT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS nk_event_ids (event_id TEXT PRIMARY KEY,"
-        f" position BIGINT NOT NULL, digest {blob} NOT NULL)",
+        # event ids as 16 bytes; UUIDv7 ids make this index append-mostly
+        f"CREATE TABLE IF NOT EXISTS nk_event_ids (event_id {blob} PRIMARY KEY,"
+        f" position BIGINT NOT NULL, digest {blob} NOT NULL){without_rowid}",
         "CREATE TABLE IF NOT EXISTS nk_producers (system TEXT PRIMARY KEY,"
         " last_seq BIGINT NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS nk_parked (digest {blob} PRIMARY KEY, stream TEXT NOT NULL,"
@@ -90,7 +93,10 @@ def write_side(cursor: Any, dialect: Dialect, side: SideWrites, positions: Seque
     if side.event_ids:
         many(
             "INSERT INTO nk_event_ids (event_id, position, digest) VALUES (?, ?, ?)",
-            [(eid, pos, dig) for (eid, dig), pos in zip(side.event_ids, positions, strict=True)],
+            [
+                (uuid.UUID(eid).bytes, pos, dig)
+                for (eid, dig), pos in zip(side.event_ids, positions, strict=True)
+            ],
         )
     last_pos = positions[-1] if positions else 0
     many(

@@ -287,15 +287,16 @@ class LedgerStore:
         return [_stream_info(r) for r in rows]
 
     def event_ids(self, event_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
+        """Position and body digest of each already-appended event id among `event_ids`."""
         found: dict[str, tuple[int, bytes]] = {}
         for i in range(0, len(event_ids), 500):
-            chunk = list(event_ids[i : i + 500])
-            marks = ",".join("?" * len(chunk))
+            keys = [uuid.UUID(e).bytes for e in event_ids[i : i + 500]]
+            marks = ",".join("?" * len(keys))
             for eid, pos, dig in self._query(
                 f"SELECT event_id, position, digest FROM nk_event_ids WHERE event_id IN ({marks})",
-                chunk,
+                keys,
             ):
-                found[eid] = (int(pos), bytes(dig))
+                found[str(uuid.UUID(bytes=bytes(eid)))] = (int(pos), bytes(dig))
         return found
 
     def producer_heads(self) -> dict[str, int]:

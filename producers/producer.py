@@ -9,9 +9,9 @@ the ledger refuses gaps, forks and reused sequence numbers.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from ledger.builder import build_body, new_event_id
@@ -50,10 +50,12 @@ class Producer:
         self._producer_seq = producer_seq
         self._streams: dict[str, tuple[int, bytes]] = {}
 
-    def _event_id(self) -> str:
+    def _event_id(self, occurred_at: str) -> str:
         if self._rng is None:
             return new_event_id()
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        # Reproducible runs: time from the event, random bits from the seeded generator.
+        moment = datetime.strptime(occurred_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return new_event_id(int(moment.timestamp() * 1000), self._rng.getrandbits(74))
 
     def emit(
         self,
@@ -68,7 +70,7 @@ class Producer:
     ) -> EmittedEvent:
         seq, digest = self._streams.get(stream, (0, b""))
         self._producer_seq += 1
-        event_id = self._event_id()
+        event_id = self._event_id(occurred_at)
         body = build_body(
             event_id=event_id,
             stream=stream,

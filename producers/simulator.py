@@ -16,7 +16,7 @@ from typing import Any
 
 from ledger.registry import KeyScope
 
-__all__ = ["SYSTEMS", "SimEvent", "simulate"]
+__all__ = ["SYSTEMS", "SimEvent", "producer_scope", "simulate"]
 
 CST = timedelta(hours=8)
 
