@@ -36,7 +36,7 @@ from ledger.precheck import Checked, Rejected, precheck, precheck_many
 from ledger.reasons import ReasonCode
 from ledger.registry import REGISTRY_STREAM, REGISTRY_TYPES, KeyRegistry
 from ledger.side_tables import ParkedRow, SideWrites
-from ledger.store import LedgerStore, StreamInfo, stream_id_hex
+from ledger.store import LedgerStore, StreamInfo
 
 __all__ = ["AppendConfig", "Appender", "Outcome", "fold_registry"]
 
@@ -415,12 +415,6 @@ class Appender:
         batch.digests[(env.stream, env.stream_seq)] = digest
         new_head = _Head(env.stream_seq, digest, env.is_terminal)
         batch.heads[env.stream] = new_head
-        batch.side.streams[stream_id_hex(env.stream)] = (
-            env.stream,
-            new_head.length,
-            digest,
-            new_head.closed,
-        )
         batch.producers[env.producer_system] = env.producer_seq
         batch.side.producers[env.producer_system] = env.producer_seq
         return Outcome("appended", position=position, event_id=env.event_id, stream=env.stream)

@@ -34,8 +34,6 @@ class SideWrites:
 
     expected_max_position: int = 0
     event_ids: list[tuple[str, bytes]] = field(default_factory=list)  # per appended event
-    # stream_id -> (name, length, head_digest, closed)
-    streams: dict[str, tuple[str, int, bytes, bool]] = field(default_factory=dict)
     producers: dict[str, int] = field(default_factory=dict)  # system -> last seq
     parked: list[ParkedRow] = field(default_factory=list)
     unparked: list[bytes] = field(default_factory=list)  # digests
@@ -45,7 +43,6 @@ class SideWrites:
     def empty(self) -> bool:
         return not (
             self.event_ids
-            or self.streams
             or self.producers
             or self.parked
             or self.unparked
@@ -60,9 +57,6 @@ def ddl(dialect: Dialect) -> list[str]:
     serial = "INTEGER PRIMARY KEY AUTOINCREMENT" if dialect == "sqlite" else "BIGSERIAL PRIMARY KEY"
     return [
         "CREATE TABLE IF NOT EXISTS nk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS nk_streams (stream_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
-        f" length BIGINT NOT NULL, head_digest {blob} NOT NULL, closed INTEGER NOT NULL,"
-        " last_position BIGINT NOT NULL)",
         # event ids as 16 bytes; UUIDv7 ids make this index append-mostly
         f"CREATE TABLE IF NOT EXISTS nk_event_ids (event_id {blob} PRIMARY KEY,"
         f" position BIGINT NOT NULL, digest {blob} NOT NULL){without_rowid}",
@@ -98,17 +92,6 @@ def write_side(cursor: Any, dialect: Dialect, side: SideWrites, positions: Seque
                 for (eid, dig), pos in zip(side.event_ids, positions, strict=True)
             ],
         )
-    last_pos = positions[-1] if positions else 0
-    many(
-        "INSERT INTO nk_streams (stream_id, name, length, head_digest, closed, last_position)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (stream_id) DO UPDATE SET"
-        " length = excluded.length, head_digest = excluded.head_digest,"
-        " closed = excluded.closed, last_position = excluded.last_position",
-        [
-            (sid, name, length, head, int(closed), last_pos)
-            for sid, (name, length, head, closed) in side.streams.items()
-        ],
-    )
     many(
         "INSERT INTO nk_producers (system, last_seq) VALUES (?, ?)"
         " ON CONFLICT (system) DO UPDATE SET last_seq = excluded.last_seq",

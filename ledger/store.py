@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlparse
 
+import orjson
 from eventsourcing.application import Application
 from eventsourcing.persistence import (
     IntegrityError,
@@ -29,6 +31,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from ledger.envelope import HEADER_LEN, TERMINAL_TYPES
 from ledger.errors import ConflictError, StoreError
 from ledger.recorders import LedgerPostgresRecorder, LedgerSQLiteRecorder
 from ledger.side_tables import Dialect, ParkedRow, SideWrites, write_side
@@ -152,7 +155,8 @@ class StoredRow:
 
 @dataclass(frozen=True)
 class StreamInfo:
-    stream_id: str
+    """The head of a stream, derived from its last stored event."""
+
     name: str
     length: int
     head_digest: bytes
@@ -245,26 +249,43 @@ class LedgerStore:
         return bytes(stored[0].state) if stored else None
 
     def stream_info(self, stream: str) -> StreamInfo | None:
-        rows = self._query(
-            "SELECT stream_id, name, length, head_digest, closed, last_position FROM nk_streams"
-            " WHERE stream_id = ?",
-            (stream_uuid(stream).hex,),
-        )
-        return _stream_info(rows[0]) if rows else None
+        return self.stream_infos([stream]).get(stream)
 
     def stream_infos(self, names: Sequence[str]) -> dict[str, StreamInfo]:
+        """Head of each named stream that exists, derived from its last stored event."""
         found: dict[str, StreamInfo] = {}
         for i in range(0, len(names), 500):
-            ids = [stream_uuid(n).hex for n in names[i : i + 500]]
+            chunk = list(names[i : i + 500])
+            ids = [self._sid(stream_uuid(n)) for n in chunk]
             marks = ",".join("?" * len(ids))
-            for row in self._query(
-                "SELECT stream_id, name, length, head_digest, closed, last_position"
-                f" FROM nk_streams WHERE stream_id IN ({marks})",
-                ids,
-            ):
-                info = _stream_info(row)
-                found[info.name] = info
+            rows = self._query(self._heads_sql(f"WHERE originator_id IN ({marks})"), ids)
+            by_id = {self._sid(stream_uuid(n)): n for n in chunk}
+            for row in rows:
+                info = _head_info(row, by_id.get(row[0]))
+                if info is not None:
+                    found[info.name] = info
         return found
+
+    def streams(self, prefix: str = "") -> list[StreamInfo]:
+        """Every stream (name starting with `prefix`) with its length and state, by name."""
+        infos = [_head_info(row, None) for row in self._query(self._heads_sql(""))]
+        return sorted(
+            (i for i in infos if i is not None and i.name.startswith(prefix)),
+            key=lambda i: i.name,
+        )
+
+    def _sid(self, sid: uuid.UUID) -> Any:
+        return sid.hex if self.dialect == "sqlite" else sid
+
+    def _heads_sql(self, where: str) -> str:
+        pos = "rowid" if self.dialect == "sqlite" else "notification_id"
+        table = self.config.events_table
+        return (
+            f"SELECT e.originator_id, e.originator_version, e.{pos}, e.state FROM {table} e"
+            f" JOIN (SELECT originator_id, MAX(originator_version) AS v FROM {table} {where}"
+            " GROUP BY originator_id) m"
+            " ON e.originator_id = m.originator_id AND e.originator_version = m.v"
+        )
 
     def stream_rows(self, stream: str) -> list[tuple[int, bytes]]:
         """(position, record) of every event of `stream`, in stream order."""
@@ -277,14 +298,6 @@ class LedgerStore:
             (sid,),
         )
         return [(int(p), bytes(r)) for p, r in rows]
-
-    def streams(self, prefix: str = "") -> list[StreamInfo]:
-        rows = self._query(
-            "SELECT stream_id, name, length, head_digest, closed, last_position FROM nk_streams"
-            " WHERE name LIKE ? ORDER BY name",
-            (prefix.replace("%", r"\%") + "%",),
-        )
-        return [_stream_info(r) for r in rows]
 
     def event_ids(self, event_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
         """Position and body digest of each already-appended event id among `event_ids`."""
@@ -387,12 +400,18 @@ class _PgTransaction:
             self._conn_cm.__exit__(*exc)
 
 
-def _stream_info(row: tuple[Any, ...]) -> StreamInfo:
+def _head_info(row: tuple[Any, ...], name: str | None) -> StreamInfo | None:
+    """StreamInfo from (originator_id, version, position, record); None if unreadable."""
+    try:
+        body = orjson.loads(bytes(row[3])[HEADER_LEN:])
+        stream = name or str(body["stream"])
+        closed = body["type"] in TERMINAL_TYPES
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
     return StreamInfo(
-        stream_id=row[0],
-        name=row[1],
-        length=int(row[2]),
-        head_digest=bytes(row[3]),
-        closed=bool(row[4]),
-        last_position=int(row[5]),
+        name=stream,
+        length=int(row[1]),
+        head_digest=hashlib.sha256(bytes(row[3])[HEADER_LEN:]).digest(),
+        closed=closed,
+        last_position=int(row[2]),
     )
