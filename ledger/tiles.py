@@ -183,8 +183,9 @@ def _split_hashes(data: bytes) -> list[bytes]:
 class TileStore:
     """Tiles, bundles and the latest checkpoint under one root directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
         self.root = root
+        self.durable = durable  # False only for scratch trees (tests, benchmarks)
         self._unsynced: set[Path] = set()
 
     def path(self, rel: str) -> Path:
@@ -204,7 +205,7 @@ class TileStore:
         self._makedirs(target.parent)
         tmp = target.parent / f".tmp-{os.getpid()}-{secrets.token_hex(6)}"
         try:
-            _write_synced(tmp, data)
+            _write_synced(tmp, data, fsync=self.durable)
             try:
                 os.link(tmp, target)  # never replaces: a concurrent writer's file wins
             except FileExistsError:
@@ -239,8 +240,9 @@ class TileStore:
 
     def sync(self) -> None:
         """Fsync every directory that gained a file since the last call."""
-        for directory in sorted(self._unsynced, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(directory)
+        if self.durable:
+            for directory in sorted(self._unsynced, key=lambda p: len(p.parts), reverse=True):
+                _fsync_dir(directory)
         self._unsynced.clear()
 
     def read(self, rel: str) -> bytes:
@@ -310,13 +312,14 @@ class TileStore:
             self._unsynced.add(d.parent)
 
 
-def _write_synced(path: Path, data: bytes) -> None:
+def _write_synced(path: Path, data: bytes, *, fsync: bool = True) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if fsync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
