@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ledger.builder import build_body, new_event_id
@@ -54,7 +54,7 @@ class Producer:
         if self._rng is None:
             return new_event_id()
         # Reproducible runs: time from the event, random bits from the seeded generator.
-        moment = datetime.strptime(occurred_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        moment = datetime.fromisoformat(occurred_at)
         return new_event_id(int(moment.timestamp() * 1000), self._rng.getrandbits(74))
 
     def emit(

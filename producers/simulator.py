@@ -160,12 +160,13 @@ def simulate(seed: int, events: int, start: datetime | None = None) -> Iterator[
     officials = _Officials(rng)
     clock = start or datetime(2026, 11, 2, 9, 0, tzinfo=UTC) + CST  # a Monday, CST
     counters: dict[str, int] = {}
-    heap: list[tuple[datetime, int, list[SimEvent], int]] = []
+    heap: list[tuple[datetime, int, _Matter, int]] = []
     serial = 0
     emitted = 0
     systems = list(SYSTEMS)
     while emitted < events:
-        if not heap or rng.random() < 0.55:
+        # About one matter starts per five or six steps, so matters overlap as in an office.
+        if not heap or (len(heap) < 5000 and rng.random() < 0.18):
             clock = _working(clock + timedelta(seconds=rng.randint(5, 90)))
             system = rng.choice(systems)
             plan = _plan_matter(rng, officials, system, counters, clock)
@@ -174,21 +175,30 @@ def simulate(seed: int, events: int, start: datetime | None = None) -> Iterator[
             continue
         when, sid, plan, index = heapq.heappop(heap)
         clock = max(clock, when)
-        event = plan[index]
+        type_, role, data = plan.steps[index]
         stamp = (when - CST).replace(tzinfo=UTC)
         yield SimEvent(
-            event.system,
-            event.stream,
-            event.type,
-            event.actor,
-            event.subject,
-            event.data,
+            plan.system,
+            plan.stream,
+            type_,
+            officials.actor(plan.unit, role),
+            plan.subject,
+            data,
             stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
         emitted += 1
-        if index + 1 < len(plan):
+        if index + 1 < len(plan.steps):
             gap = timedelta(minutes=rng.randint(10, 60 * 24 * 2))
             heapq.heappush(heap, (_working(when + gap), sid, plan, index + 1))
+
+
+@dataclass(frozen=True)
+class _Matter:
+    system: str
+    stream: str
+    unit: int
+    subject: dict[str, str]
+    steps: list[tuple[str, str, dict[str, Any]]]  # (event type, role, data)
 
 
 def _plan_matter(
@@ -197,7 +207,7 @@ def _plan_matter(
     system: str,
     counters: dict[str, int],
     clock: datetime,
-) -> list[SimEvent]:
+) -> _Matter:
     code, types = SYSTEMS[system]
     matter_type = rng.choice(types)
     counters[system] = counters.get(system, 0) + 1
@@ -205,10 +215,11 @@ def _plan_matter(
     unit = officials.pick_unit()
     subject = {"taxpayer": f"9144030{rng.randrange(10**10):010d}X"}
     steps, outcome, days, calendar = FLOWS[matter_type]
-    plan: list[SimEvent] = []
+    plan: list[tuple[str, str, dict[str, Any]]] = []
+    matter = _Matter(system, stream, unit, subject, plan)
 
     def add(type_: str, role: str, data: dict[str, Any]) -> None:
-        plan.append(SimEvent(system, stream, type_, officials.actor(unit, role), subject, data, ""))
+        plan.append((type_, role, data))
 
     accepted: dict[str, Any] = {
         "matter_type": matter_type,
@@ -232,7 +243,7 @@ def _plan_matter(
                     "final_seq": len(plan) + 1,
                 },
             )
-            return plan
+            return matter
         if days >= 20 and i == 2 and rng.random() < 0.1:
             add(
                 "matter.extension_approved",
@@ -241,4 +252,4 @@ def _plan_matter(
             )
         add("matter.step_completed", role, {"step": step, "outcome": "passed"})
     add("matter.concluded", "handler", {"outcome": outcome, "final_seq": len(plan) + 1})
-    return plan
+    return matter
