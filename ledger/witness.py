@@ -211,28 +211,18 @@ class WitnessedCheckpoint:
     def from_json(cls, origin: str, obj: Mapping[str, Any]) -> WitnessedCheckpoint:
         signed = str(obj["checkpoint"]).encode()
         checkpoint = Checkpoint.parse_body(SignedNote.parse(signed).body)
-        entry = cls(
-            origin=origin,
-            size=int(obj["size"]),
-            root=base64.b64decode(str(obj["root"]), validate=True),
-            signed_checkpoint=signed,
-            cosigned_at=int(obj["cosigned_at"]),
-        )
-        if (checkpoint.origin, checkpoint.size, checkpoint.root) != (
-            origin,
-            entry.size,
-            entry.root,
-        ):
+        root = base64.b64decode(str(obj["root"]), validate=True)
+        if (checkpoint.origin, checkpoint.size, checkpoint.root) != (origin, obj["size"], root):
             raise ValueError(f"stored checkpoint of {origin!r} does not match its size and root")
-        return entry
+        return cls(origin, checkpoint.size, root, signed, int(obj["cosigned_at"]))
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _write_synced(path: Path, data: bytes, flags: int) -> None:
+    """Write `data` to `path` (created with mode 0600) and fsync it before returning."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600), "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 class WitnessState:
@@ -264,22 +254,19 @@ class WitnessState:
     def get(self, origin: str) -> WitnessedCheckpoint | None:
         return self._logs.get(origin)
 
-    def origins(self) -> list[str]:
-        return sorted(self._logs)
-
     def put(self, entry: WitnessedCheckpoint) -> None:
         logs = {**self._logs, entry.origin: entry}
         obj = {"format": _STATE_FORMAT, "logs": {o: e.to_json() for o, e in sorted(logs.items())}}
         data = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            _write_synced(tmp, data, os.O_TRUNC)
             os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
         except OSError as exc:
             raise WitnessStateError(f"cannot write witness state {self.path}: {exc}") from exc
         self._logs = logs
@@ -404,11 +391,7 @@ class Witness:
             return cosign(note.body, self.name, self._private_key, timestamp)
 
     def _check(
-        self,
-        old_size: int,
-        proof: Sequence[bytes],
-        checkpoint: Checkpoint,
-        submitted: bytes,
+        self, old_size: int, proof: Sequence[bytes], checkpoint: Checkpoint, submitted: bytes
     ) -> None:
         last = self._state.get(checkpoint.origin)
         current = last.size if last else 0
@@ -432,7 +415,11 @@ class Witness:
                     f"submitted root {checkpoint.root.hex()}"
                 )
                 evidence = self._record(
-                    "same_size_different_root", last, submitted, old_size, proof, detail
+                    "same_size_different_root",
+                    last,
+                    submitted=submitted,
+                    proof=proof,
+                    detail=detail,
                 )
                 raise WitnessConflict(
                     f"{checkpoint.origin}: another root for size {last.size}; evidence recorded",
@@ -445,7 +432,9 @@ class Witness:
         try:
             verify_consistency(last.size, checkpoint.size, last.root, checkpoint.root, proof)
         except ProofError as exc:
-            evidence = self._record("not_an_extension", last, submitted, old_size, proof, str(exc))
+            evidence = self._record(
+                "not_an_extension", last, submitted=submitted, proof=proof, detail=str(exc)
+            )
             raise WitnessBadProof(
                 f"{checkpoint.origin}: no valid consistency proof {last.size} -> "
                 f"{checkpoint.size} ({exc}); evidence recorded",
@@ -456,30 +445,25 @@ class Witness:
         self,
         kind: str,
         last: WitnessedCheckpoint,
+        *,
         submitted: bytes,
-        old_size: int,
         proof: Sequence[bytes],
         detail: str,
     ) -> WitnessEvidence:
+        """Append the evidence to the evidence file (fsynced) and return it."""
         evidence = WitnessEvidence(
             kind=kind,
             origin=last.origin,
             cosigned=last.signed_checkpoint,
             submitted=submitted,
-            old_size=old_size,
+            old_size=last.size,
             proof=tuple(proof),
             detected_at=int(self._clock()),
             detail=detail,
         )
         line = json.dumps(evidence.to_json(), sort_keys=True, ensure_ascii=False) + "\n"
         try:
-            fd = os.open(self.evidence_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(fd, "ab") as handle:
-                handle.write(line.encode())
-                handle.flush()
-                os.fsync(handle.fileno())
+            _write_synced(self.evidence_path, line.encode(), os.O_APPEND)
         except OSError as exc:
-            raise WitnessStateError(
-                f"cannot record evidence in {self.evidence_path}: {exc}"
-            ) from exc
+            raise WitnessStateError(f"cannot record evidence: {exc}") from exc
         return evidence

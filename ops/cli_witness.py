@@ -1,3 +1,155 @@
-"""CLI commands registered on `ops.cli.main` (imported at the end of ops/cli.py)."""
+"""`neikong witness …`: the inspectorate's witness (registered on `ops.cli.main`).
+
+A witness directory holds `witness.key` (PEM, mode 0600), `witness.json` (its name),
+`state.json` (last cosigned checkpoint per log, replaced atomically), `state.evidence.jsonl`
+(refused inconsistent checkpoints, both signed notes) and `state.lock`.
+"""
 
 from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+import click
+
+from ledger.keys import generate_private_key, load_private_key, raw_public_key, write_private_key
+from ledger.note import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, NoteError, note_key_hash, parse_vkey
+from ledger.note import vkey as format_vkey
+from ledger.witness import Witness, WitnessStateError
+from ops.cli import EXIT_CODES_HELP, EXIT_OPERATIONAL, main
+from ops.witness_server import ADD_CHECKPOINT_PATH, make_server
+
+KEY_FILE, CONFIG_FILE, STATE_FILE = "witness.key", "witness.json", "state.json"
+
+dir_option = click.option(
+    "--dir",
+    "wdir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Witness directory (key, name, state, evidence).",
+)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"neikong: error: {message}", err=True)
+    sys.exit(EXIT_OPERATIONAL)
+
+
+def _load(wdir: Path) -> tuple[str, bytes, Path]:
+    """(name, raw public key, key path) of the witness in `wdir`; exits 3 if absent."""
+    try:
+        name = str(json.loads((wdir / CONFIG_FILE).read_text(encoding="utf-8"))["name"])
+    except FileNotFoundError:
+        _fail(f"no witness in {wdir}; run: neikong witness init --dir {wdir} --name NAME")
+    except (ValueError, KeyError, TypeError) as exc:
+        _fail(f"{wdir / CONFIG_FILE} is corrupt: {exc}")
+    key = load_private_key(wdir / KEY_FILE)
+    return name, raw_public_key(key.public_key()), wdir / KEY_FILE
+
+
+@main.group(epilog=EXIT_CODES_HELP)
+def witness() -> None:
+    """Independent witness: cosigns checkpoints that extend the last one it cosigned."""
+
+
+@witness.command("init", epilog=EXIT_CODES_HELP)
+@dir_option
+@click.option("--name", required=True, help="Witness key name, e.g. inspectorate.example/w1.")
+def witness_init(wdir: Path, name: str) -> None:
+    """Create a witness key (WDIR/witness.key, mode 0600) and print its vkey."""
+    try:
+        note_key_hash(name, b"")
+    except NoteError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
+    if (wdir / CONFIG_FILE).exists():
+        _fail(f"{wdir} already holds a witness; refusing to overwrite it")
+    key = generate_private_key()
+    write_private_key(wdir / KEY_FILE, key)  # refuses to overwrite; makes WDIR mode 0700
+    (wdir / CONFIG_FILE).write_text(json.dumps({"name": name}) + "\n", encoding="utf-8")
+    click.echo(format_vkey(name, raw_public_key(key.public_key()), SIG_TYPE_COSIGNATURE))
+
+
+@witness.command("vkey", epilog=EXIT_CODES_HELP)
+@dir_option
+def witness_vkey(wdir: Path) -> None:
+    """Print the witness's cosignature verifier key (type 0x04)."""
+    name, public, _ = _load(wdir)
+    click.echo(format_vkey(name, public, SIG_TYPE_COSIGNATURE))
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--listen")
+    return host.strip("[]"), int(port)
+
+
+def _parse_logs(values: tuple[str, ...]) -> dict[str, tuple[str, bytes]]:
+    trusted: dict[str, tuple[str, bytes]] = {}
+    for value in values:
+        origin, sep, text = value.partition("=")
+        try:
+            if not sep or not origin:
+                raise NoteError("expected ORIGIN=VKEY")
+            key_name, public, sig_type = parse_vkey(text)
+            if sig_type != SIG_TYPE_ED25519:
+                raise NoteError("a log key must be an Ed25519 note key (type 0x01)")
+        except NoteError as exc:
+            raise click.BadParameter(f"{value!r}: {exc}", param_hint="--log") from None
+        if origin in trusted:
+            raise click.BadParameter(f"origin {origin!r} given twice", param_hint="--log")
+        trusted[origin] = (key_name, public)
+    return trusted
+
+
+@witness.command("serve", epilog=EXIT_CODES_HELP)
+@dir_option
+@click.option(
+    "--listen",
+    default="127.0.0.1:7380",
+    show_default=True,
+    help="HOST:PORT to bind (port 0 picks a free one; the address is printed).",
+)
+@click.option(
+    "--log",
+    "logs",
+    multiple=True,
+    required=True,
+    help="Trusted log: ORIGIN=VKEY (the log's Ed25519 note vkey). Repeatable.",
+)
+@click.option("--quiet", is_flag=True, help="Do not log each request to stderr.")
+def witness_serve(wdir: Path, listen: str, logs: tuple[str, ...], quiet: bool) -> None:
+    """Serve POST /add-checkpoint (c2sp.org/tlog-witness) until SIGTERM or Ctrl-C."""
+    host, port = _parse_listen(listen)
+    trusted = _parse_logs(logs)
+    name, _, key_path = _load(wdir)
+    try:
+        instance = Witness(name, load_private_key(key_path), wdir / STATE_FILE, trusted)
+    except WitnessStateError as exc:
+        _fail(str(exc))
+    with instance:
+        try:
+            server = make_server(instance, host, port, quiet=quiet)
+        except OSError as exc:
+            _fail(f"cannot listen on {listen}: {exc}")
+        bound_host, bound_port = server.server_address[:2]
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, stop)
+        click.echo(f"witness {instance.vkey}")
+        click.echo(f"listening on http://{bound_host!s}:{bound_port}{ADD_CHECKPOINT_PATH}")
+        sys.stdout.flush()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    click.echo("witness stopped", err=True)
