@@ -18,14 +18,16 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import multiprocessing
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -90,6 +92,47 @@ class _Batch:
         return self.base + len(self.events) + 1
 
 
+class _Skipped(Exception):
+    """A batch after a failed one; it was not written."""
+
+
+@dataclass
+class _Pending:
+    checked: list[Checked | Rejected]
+    batch: _Batch
+    outcomes: list[Outcome]
+    future: Future[list[int]]
+    snapshot: tuple[tuple[dict[bytes, Any], int, bytes | None], dict[bytes, ParkedRow]]
+
+
+class _Writer:
+    """One thread that commits decided batches in order; after a failure it writes nothing
+    until `reset`, so no later batch can commit on top of a missing one."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="neikong-writer")
+        self._failed = False
+
+    def submit(self, batch: _Batch) -> Future[list[int]]:
+        return self._executor.submit(self._write, batch)
+
+    def _write(self, batch: _Batch) -> list[int]:
+        if self._failed:
+            raise _Skipped("an earlier batch failed")
+        try:
+            return self.store.append(batch.events, batch.side)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def reset(self) -> None:
+        self._failed = False
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
 class Appender:
     """Single logical writer of a ledger (concurrent writers are detected and retried)."""
 
@@ -101,6 +144,10 @@ class Appender:
         self.config = config or AppendConfig()
         self._pool: ProcessPoolExecutor | None = None
         self.counts: dict[str, int] = {}
+        self._writer = _Writer(store)
+        self._pending: deque[_Pending] = deque()
+        self._recent_ids: dict[str, bytes] = {}  # decided, not yet known to be committed
+        self._recent_digests: dict[tuple[str, int], bytes] = {}
         self._reload()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -120,6 +167,7 @@ class Appender:
         self._parked_ids = {p.event_id: d for d, p in self._parked.items()}
 
     def close(self) -> None:
+        self._writer.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -145,36 +193,122 @@ class Appender:
         return next(self.submit_many([records]))
 
     def submit_many(self, batches: Iterable[Sequence[bytes]]) -> Iterator[list[Outcome]]:
-        """Pipelined: stage one of the next batch runs in workers while this one commits."""
-        pending: list[tuple[Sequence[bytes], list[Future[list[Checked | Rejected]]]]] = []
+        """Pipelined append of many batches; yields each batch's outcomes once it is durable.
+
+        Three stages overlap: stage one of later batches runs in worker processes, stage two of
+        batch N+1 runs here while a writer thread commits batch N (SQLite and psycopg release
+        the GIL while they write and fsync). Batch N+1 is decided on the tentative state left
+        by batch N; if N's commit fails, everything after it is discarded and decided again.
+        """
+        prechecks: deque[list[Future[list[Checked | Rejected]]] | list[Checked | Rejected]] = (
+            deque()
+        )
         iterator = iter(batches)
         exhausted = False
-        while True:
-            while not exhausted and len(pending) < 2:
+        try:
+            while True:
+                while not exhausted and len(prechecks) < 3:
+                    records = next(iterator, None)
+                    if records is None:
+                        exhausted = True
+                        break
+                    prechecks.append(self._start_precheck(records))
+                if not prechecks and not self._pending:
+                    return
+                if prechecks and len(self._pending) < 2:
+                    self._decide_and_write(self._collect(prechecks.popleft()))
+                    continue
+                yield self._finish_oldest()
+        finally:
+            # The caller stopped early (or failed): settle what is in flight. Committed
+            # batches stay committed; their outcomes are simply not reported, and a resend
+            # of those records is a no-op.
+            while self._pending:
                 try:
-                    batch = next(iterator)
-                except StopIteration:
-                    exhausted = True
+                    self._finish_oldest()
+                except BaseException:
                     break
-                pending.append((batch, self._start_precheck(batch)))
-            if not pending:
-                return
-            batch, futures = pending.pop(0)
-            checked: list[Checked | Rejected] = []
-            for fut in futures:
-                checked.extend(fut.result())
-            if not futures:
-                public = self.registry.public_keys()
-                checked = [precheck(r, self.config.max_record_bytes, public) for r in batch]
-            yield self._commit_with_retry(checked)
+
+    def _collect(
+        self, started: list[Future[list[Checked | Rejected]]] | list[Checked | Rejected]
+    ) -> list[Checked | Rejected]:
+        checked: list[Checked | Rejected] = []
+        for item in started:
+            if isinstance(item, Future):
+                checked.extend(item.result())
+            else:
+                checked.append(item)
+        return checked
+
+    def _decide_and_write(self, checked: list[Checked | Rejected]) -> None:
+        snapshot = (self.registry.snapshot(), dict(self._parked))
+        batch = _Batch(base=self._base, side=SideWrites(expected_max_position=self._base))
+        self._prefetch(checked, batch)
+        outcomes = [self._decide(item, batch) for item in checked]
+        # tentative state: the next batch is decided as if this one had committed
+        self._base += len(batch.events)
+        self._heads.update(batch.heads)
+        self._producers.update(batch.producers)
+        self._recent_ids.update(batch.ids)
+        self._recent_digests.update(batch.digests)
+        self._reindex_parked()
+        self._pending.append(
+            _Pending(checked, batch, outcomes, self._writer.submit(batch), snapshot)
+        )
+
+    def _finish_oldest(self) -> list[Outcome]:
+        """Wait for the oldest pending commit; on a conflict, re-decide everything pending."""
+        for attempt in range(self.config.max_conflict_retries + 1):
+            oldest = self._pending[0]
+            try:
+                oldest.future.result()
+            except (ConflictError, _Skipped) as exc:
+                log.warning("conflict on append (attempt %d): %s; reloading", attempt + 1, exc)
+                redo = self._rollback()
+                for checked in redo:
+                    self._decide_and_write(checked)
+                continue
+            except BaseException:
+                self._rollback()
+                raise
+            self._pending.popleft()
+            for key in oldest.batch.ids:
+                self._recent_ids.pop(key, None)
+            for pair in oldest.batch.digests:
+                self._recent_digests.pop(pair, None)
+            for o in oldest.outcomes:
+                self.counts[o.status] = self.counts.get(o.status, 0) + 1
+                if o.reason is not None:
+                    key = f"rejected:{o.reason.value}"
+                    self.counts[key] = self.counts.get(key, 0) + 1
+            return oldest.outcomes
+        raise ConflictError("too many concurrent-writer conflicts; is another ingest running?")
+
+    def _rollback(self) -> list[list[Checked | Rejected]]:
+        """Drop every pending batch (waiting for the writer), restore the state before them."""
+        for pending in self._pending:
+            with contextlib.suppress(BaseException):
+                pending.future.result()
+        registry_snapshot, parked = self._pending[0].snapshot
+        redo = [p.checked for p in self._pending]
+        self._pending.clear()
+        self._recent_ids.clear()
+        self._recent_digests.clear()
+        self.registry.restore(registry_snapshot)
+        self._parked = parked
+        self._writer.reset()
+        self._reload()
+        return redo
 
     # -- stage one -------------------------------------------------------------------------
 
-    def _start_precheck(self, batch: Sequence[bytes]) -> list[Future[list[Checked | Rejected]]]:
+    def _start_precheck(
+        self, batch: Sequence[bytes]
+    ) -> list[Future[list[Checked | Rejected]]] | list[Checked | Rejected]:
         pool = self.pool
-        if pool is None or len(batch) < 64:
-            return []
         public = self.registry.public_keys()
+        if pool is None or len(batch) < 64:
+            return precheck_many(batch, self.config.max_record_bytes, public)
         parts = max(1, self.config.workers * 2)
         size = -(-len(batch) // parts)
         return [
@@ -186,35 +320,6 @@ class Appender:
 
     # -- stage two -------------------------------------------------------------------------
 
-    def _commit_with_retry(self, checked: list[Checked | Rejected]) -> list[Outcome]:
-        for attempt in range(self.config.max_conflict_retries + 1):
-            registry_backup = self.registry.snapshot()
-            parked_backup = dict(self._parked)
-            batch = _Batch(base=self._base, side=SideWrites(expected_max_position=self._base))
-            self._prefetch(checked, batch)
-            outcomes = [self._decide(item, batch) for item in checked]
-            try:
-                positions = self.store.append(batch.events, batch.side)
-            except ConflictError as exc:
-                self.registry.restore(registry_backup)
-                self._parked = parked_backup
-                log.warning("conflict on append (attempt %d): %s; reloading", attempt + 1, exc)
-                self._reload()
-                continue
-            except BaseException:
-                self.registry.restore(registry_backup)
-                self._parked = parked_backup
-                self._reindex_parked()
-                raise
-            self._after_commit(batch, positions)
-            for o in outcomes:
-                self.counts[o.status] = self.counts.get(o.status, 0) + 1
-                if o.reason is not None:
-                    key = f"rejected:{o.reason.value}"
-                    self.counts[key] = self.counts.get(key, 0) + 1
-            return outcomes
-        raise ConflictError("too many concurrent-writer conflicts; is another ingest running?")
-
     def _prefetch(self, checked: Sequence[Checked | Rejected], batch: _Batch) -> None:
         """One query each for the batch's event ids and unknown stream heads."""
         envs = [c.envelope for c in checked if isinstance(c, Checked)]
@@ -222,7 +327,7 @@ class Appender:
         missing = sorted({e.stream for e in envs if e.stream not in self._heads})
         if missing:
             if len(self._heads) + len(missing) > 200_000:
-                self._heads.clear()
+                self._trim_heads()
             infos = self.store.stream_infos(missing)
             for name in missing:
                 info = infos.get(name)
@@ -232,11 +337,11 @@ class Appender:
                     else _Head(info.length, info.head_digest, info.closed)
                 )
 
-    def _after_commit(self, batch: _Batch, positions: list[int]) -> None:
-        self._base = positions[-1] if positions else self._base
-        self._heads.update(batch.heads)
-        self._producers.update(batch.producers)
-        self._reindex_parked()
+    def _trim_heads(self) -> None:
+        """Bound the head cache; heads of uncommitted batches must stay (the store lags)."""
+        keep = {name: head for p in self._pending for name, head in p.batch.heads.items()}
+        self._heads.clear()
+        self._heads.update(keep)
 
     def _head(self, stream: str, batch: _Batch) -> _Head:
         head = batch.heads.get(stream) or self._heads.get(stream)
@@ -248,7 +353,7 @@ class Appender:
                 else _Head(info.length, info.head_digest, info.closed)
             )
             if len(self._heads) > 200_000:
-                self._heads.clear()
+                self._trim_heads()
             self._heads[stream] = head
         return head
 
@@ -308,7 +413,7 @@ class Appender:
             )
         digest = item.digest
         # idempotency
-        known = batch.ids.get(env.event_id)
+        known = batch.ids.get(env.event_id) or self._recent_ids.get(env.event_id)
         if known is None:
             stored = batch.stored_ids.get(env.event_id)
             if stored is None and from_park:
@@ -340,7 +445,9 @@ class Appender:
         # stream chain
         head = self._head(env.stream, batch)
         if env.stream_seq <= head.length:
-            other = batch.digests.get((env.stream, env.stream_seq))
+            other = batch.digests.get((env.stream, env.stream_seq)) or self._recent_digests.get(
+                (env.stream, env.stream_seq)
+            )
             if other is None:
                 other_record = self.store.stream_record(env.stream, env.stream_seq)
                 other = SignedRecord.decode(other_record).digest if other_record else None
