@@ -121,9 +121,17 @@ def _check_text(data: bytes, what: str) -> str:
     return text
 
 
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise NoteError(f"{what} is not encodable as UTF-8") from exc
+
+
 def _check_name(name: str) -> None:
     if not name:
         raise NoteError("key name is empty")
+    _utf8(name, "key name")
     for ch in name:
         if ch.isspace() or ch == "+" or ch < " ":
             raise NoteError(f"key name {name!r} contains {ch!r} (spaces and '+' are forbidden)")
@@ -165,7 +173,7 @@ class Checkpoint:
     def __post_init__(self) -> None:
         if not self.origin or "\n" in self.origin:
             raise NoteError("checkpoint origin must be one non-empty line")
-        _check_text(self.origin.encode("utf-8"), "checkpoint origin")
+        _check_text(_utf8(self.origin, "checkpoint origin"), "checkpoint origin")
         if not 0 <= self.size <= _MAX_SIZE:
             raise NoteError(f"checkpoint size {self.size} is outside [0, 2^64-1]")
         if len(self.root) != _ROOT_SIZE:
@@ -173,7 +181,7 @@ class Checkpoint:
         for ext in self.extensions:
             if not ext or "\n" in ext:
                 raise NoteError("checkpoint extension lines must be non-empty single lines")
-            _check_text(ext.encode("utf-8"), "checkpoint extension line")
+            _check_text(_utf8(ext, "extension line"), "checkpoint extension line")
 
     def body(self) -> bytes:
         """The note text: `origin\\nsize\\nbase64(root)\\n` followed by the extension lines."""

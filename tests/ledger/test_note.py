@@ -134,10 +134,14 @@ def test_checkpoint_body_layout_and_round_trip():
 
 
 @given(
-    origin=st.text(st.characters(min_codepoint=0x21, exclude_characters="\n"), min_size=1),
+    origin=st.text(
+        st.characters(codec="utf-8", min_codepoint=0x21, exclude_characters="\n"), min_size=1
+    ),
     size=st.integers(0, 2**64 - 1),
     root=st.binary(min_size=32, max_size=32),
-    extensions=st.lists(st.text(st.characters(min_codepoint=0x20), min_size=1), max_size=3),
+    extensions=st.lists(
+        st.text(st.characters(codec="utf-8", min_codepoint=0x20), min_size=1), max_size=3
+    ),
 )
 def test_checkpoint_round_trip_property(origin, size, root, extensions):
     cp = Checkpoint(origin, size, root, tuple(extensions))
@@ -172,6 +176,24 @@ def test_checkpoint_parse_is_strict(body, match):
         Checkpoint.parse_body(body)
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ("", 1, bytes(32), ()),
+        ("o\nx", 1, bytes(32), ()),
+        ("o\ud800", 1, bytes(32), ()),
+        ("o", -1, bytes(32), ()),
+        ("o", 1, bytes(31), ()),
+        ("o", 1, bytes(32), ("",)),
+        ("o", 1, bytes(32), ("a\nb",)),
+        ("o", 1, bytes(32), ("\ud800",)),
+    ],
+)
+def test_checkpoint_constructor_refuses_what_cannot_be_encoded(fields):
+    with pytest.raises(NoteError):
+        Checkpoint(*fields)
+
+
 # --- signed notes -----------------------------------------------------------------------------
 
 
@@ -185,10 +207,12 @@ def test_signed_note_round_trip_with_several_signatures():
 
 
 @given(
-    text=st.lists(st.text(st.characters(min_codepoint=0x20), max_size=20), min_size=1),
+    text=st.lists(
+        st.text(st.characters(codec="utf-8", min_codepoint=0x20), max_size=20), min_size=1
+    ),
     names=st.lists(
         st.text(
-            st.characters(min_codepoint=0x21, exclude_characters="+"),
+            st.characters(codec="utf-8", min_codepoint=0x21, exclude_characters="+"),
             min_size=1,
             max_size=10,
         ).filter(lambda n: not any(c.isspace() for c in n)),
@@ -399,7 +423,7 @@ def test_signature_lines_block():
             parse_signature_lines(bad)
 
 
-@pytest.mark.parametrize("name", ["", "a b", "a+b", "a\tb", "a\u3000b", "a\nb"])
+@pytest.mark.parametrize("name", ["", "a b", "a+b", "a\tb", "a\u3000b", "a\nb", "a\ud800"])
 def test_bad_key_names(name):
     with pytest.raises(NoteError):
         note_key_hash(name, b"\0" * 32)

@@ -293,7 +293,7 @@ def test_request_body_round_trip_and_strictness():
 @pytest.fixture
 def server_url(witness: Witness) -> Iterator[str]:
     server = make_server(witness, "127.0.0.1", 0, quiet=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         host, port = server.server_address[:2]
