@@ -440,5 +440,7 @@ from ops import cli_witness as _cli_witness  # noqa: E402, F401
 __all__ = ["main", "progress_bar"]
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m ops.cli`: run the imported module's group, which
+    from ops.cli import main as _registered  # carries the commands of ops/cli_*.py
+
+    _registered()
