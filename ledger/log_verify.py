@@ -129,22 +129,21 @@ def verify_log(
                     + " vs ".join(_quote(cp.note) for cp in group),
                 )
             )
-    stored = store.max_position()
     largest = max(by_size, default=0)
-    if stored < largest:
+    tiles = TileStore(directory / TILES_DIR)
+    matches, hole, count = _replay(
+        store, tiles, by_size=by_size, largest=largest, findings=findings, progress=progress
+    )
+    if count < largest:
         findings.append(
             _finding(
                 TRUNCATED,
-                stored + 1,
-                f"the log holds {stored} entries but checkpoint {largest} was signed "
-                f"({_quote(by_size[largest][0].note)}): entries {stored + 1}..{largest} were "
+                count + 1,
+                f"the log holds {count} entries but checkpoint {largest} was signed "
+                f"({_quote(by_size[largest][0].note)}): entries {count + 1}..{largest} were "
                 "removed (truncation or rollback)",
             )
         )
-    tiles = TileStore(directory / TILES_DIR)
-    matches, hole = _replay(
-        store, tiles, by_size=by_size, largest=largest, findings=findings, progress=progress
-    )
     _check_consecutive(tiles, by_size, {} if hole else matches, findings)
     return findings
 
@@ -191,11 +190,12 @@ def _replay(
     largest: int,
     findings: list[Finding],
     progress: Callable[[int], None] | None,
-) -> tuple[dict[int, bool], bool]:
+) -> tuple[dict[int, bool], bool, int]:
     """Stream the log; compare roots at checkpoint sizes and full tiles with the disk.
 
-    Returns whether each checkpoint size's root matched, and whether positions had a hole
-    (then leaf indices and positions no longer agree, and no match proves consistency).
+    Returns whether each checkpoint size's root matched, whether positions had a hole (then
+    leaf indices and positions no longer agree, and no match proves consistency), and the
+    number of entries.
     """
     builder = TileBuilder()
     matches: dict[int, bool] = {}
@@ -226,7 +226,7 @@ def _replay(
         progress(builder.size % 1000)
     for tile in builder.partial():
         _compare(tiles, tile, full=False, needed=largest, findings=findings)
-    return matches, hole
+    return matches, hole, builder.size
 
 
 def _first_position(tile: TileData) -> int:
