@@ -226,6 +226,12 @@ class Sealer:
         self._last_publish = time.monotonic()
 
     def close(self) -> None:
+        try:
+            self.tiles.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -233,8 +239,14 @@ class Sealer:
     def __enter__(self) -> Sealer:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            self.tiles.close()
+        except Exception:
+            if exc_type is None:
+                raise  # a failed tile write; with another error in flight, that one wins
+        finally:
+            self._release()
 
     @property
     def size(self) -> int:
@@ -317,7 +329,7 @@ class Sealer:
                 )
             builder.append(row.record)
             for tile in builder.take_full():
-                self.tiles.write(tile.path, tile.data)
+                self.tiles.write_async(tile.path, tile.data)
                 if stop is not None and stop.is_set():
                     return
             if self.latest is not None and builder.size == self.latest.size:
@@ -328,6 +340,7 @@ class Sealer:
 
     def _check_rebuilt(self) -> None:
         assert self.latest is not None
+        self.tiles.wait()  # a tile that would change names the first rewritten entry
         if self._builder.root() != self.latest.root:
             raise InconsistentCheckpoint(
                 f"the stored log at size {self.latest.size} does not hash to the signed "
@@ -345,8 +358,8 @@ class Sealer:
         if size <= published or not self._may_sign(size):
             return None
         for tile in self._builder.partial():
-            self.tiles.write(tile.path, tile.data)
-        self.tiles.sync()
+            self.tiles.write_async(tile.path, tile.data)
+        self.tiles.sync()  # waits for every tile write: errors surface before signing
         root = self._builder.root()
         reader = TileHashReader(self.tiles, size)
         if tree_root(size, reader) != root:

@@ -30,13 +30,16 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+import struct
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.errors import NeikongError, VerificationError
-from ledger.merkle import HASH_SIZE, CompactRange, leaf_hash, node_hash
+from ledger.merkle import HASH_SIZE, CompactRange, leaf_hash
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -63,6 +66,8 @@ TILE_WIDTH = 1 << TILE_HEIGHT  # 256 hashes per full tile
 MAX_ENTRY_SIZE = 0xFFFF  # a bundle entry has a uint16 length prefix
 CHECKPOINT_FILE = "checkpoint"
 _TILE_BYTES = TILE_WIDTH * HASH_SIZE
+_U16 = struct.Struct(">H")
+_sha256 = hashlib.sha256
 
 
 class TileError(NeikongError, OSError):
@@ -135,18 +140,16 @@ def partial_tiles(size: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def encode_bundle(records: Iterable[bytes]) -> bytes:
+def encode_bundle(records: Sequence[bytes]) -> bytes:
     """Concatenate records, each prefixed with its length as a big-endian uint16."""
-    parts = []
-    for record in records:
-        if len(record) > MAX_ENTRY_SIZE:
-            raise TileError(
-                f"a {len(record)}-byte record does not fit an entry bundle (at most "
-                f"{MAX_ENTRY_SIZE} bytes); lower the ledger's max_record_bytes"
-            )
-        parts.append(len(record).to_bytes(2, "big"))
-        parts.append(record)
-    return b"".join(parts)
+    try:
+        return b"".join([_U16.pack(len(r)) + r for r in records])
+    except struct.error:
+        size = max(len(r) for r in records)
+        raise TileError(
+            f"a {size}-byte record does not fit an entry bundle (at most "
+            f"{MAX_ENTRY_SIZE} bytes); lower the ledger's max_record_bytes"
+        ) from None
 
 
 def decode_bundle(data: bytes) -> list[bytes]:
@@ -168,8 +171,11 @@ def perfect_root(hashes: Sequence[bytes]) -> bytes:
     level = list(hashes)
     if not level or len(level) & (len(level) - 1):
         raise ValueError(f"{len(level)} hashes do not form a perfect subtree")
-    while len(level) > 1:
-        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    sha256 = _sha256
+    while len(level) > 1:  # merkle.node_hash, inlined
+        level = [
+            sha256(b"\x01" + a + b).digest() for a, b in zip(level[::2], level[1::2], strict=True)
+        ]
     return level[0]
 
 
@@ -183,10 +189,45 @@ def _split_hashes(data: bytes) -> list[bytes]:
 class TileStore:
     """Tiles, bundles and the latest checkpoint under one root directory."""
 
-    def __init__(self, root: Path, *, durable: bool = True) -> None:
+    def __init__(self, root: Path, *, durable: bool = True, writers: int = 4) -> None:
         self.root = root
         self.durable = durable  # False only for scratch trees (tests, benchmarks)
         self._unsynced: set[Path] = set()
+        self._lock = threading.Lock()
+        self._writers = writers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[bool]] = deque()
+        self._dirs: set[Path] = set()  # directories known to exist
+
+    def write_async(self, rel: str, data: bytes) -> None:
+        """`write` in a background thread (fsync overlaps hashing); `wait` collects errors.
+
+        At most ``8 * writers`` writes are in flight; more blocks until the oldest is done.
+        """
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._writers, thread_name_prefix="tile-writer")
+        while len(self._pending) >= 8 * self._writers:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self.write, rel, data))
+
+    def wait(self) -> None:
+        """Wait for every `write_async`; re-raise the first error (e.g. `TileConflict`)."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            for future in self._pending:
+                future.cancel()
+            self._pending.clear()
+
+    def close(self) -> None:
+        """Wait for pending writes (errors propagate) and stop the writer threads."""
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -217,7 +258,8 @@ class TileStore:
             raise TileError(f"cannot write {target}: {exc}") from exc
         finally:
             tmp.unlink(missing_ok=True)
-        self._unsynced.add(target.parent)
+        with self._lock:
+            self._unsynced.add(target.parent)
         return True
 
     def write_checkpoint(self, data: bytes) -> None:
@@ -239,11 +281,13 @@ class TileStore:
             return None
 
     def sync(self) -> None:
-        """Fsync every directory that gained a file since the last call."""
+        """Wait for pending writes, then fsync every directory that gained a file."""
+        self.wait()
+        with self._lock:
+            unsynced, self._unsynced = self._unsynced, set()
         if self.durable:
-            for directory in sorted(self._unsynced, key=lambda p: len(p.parts), reverse=True):
+            for directory in sorted(unsynced, key=lambda p: len(p.parts), reverse=True):
                 _fsync_dir(directory)
-        self._unsynced.clear()
 
     def read(self, rel: str) -> bytes:
         try:
@@ -303,13 +347,18 @@ class TileStore:
             raise TileError(f"cannot read {target}: {exc}") from exc
 
     def _makedirs(self, directory: Path) -> None:
+        if directory in self._dirs:
+            return
         missing = []
         while not directory.exists():
             missing.append(directory)
             directory = directory.parent
         for d in reversed(missing):
             d.mkdir(exist_ok=True)
-            self._unsynced.add(d.parent)
+            with self._lock:
+                self._unsynced.add(d.parent)
+        self._dirs.update(missing)
+        self._dirs.add(directory)
 
 
 def _write_synced(path: Path, data: bytes, *, fsync: bool = True) -> None:
@@ -479,23 +528,32 @@ class TileBuilder:
             if len(record) > MAX_ENTRY_SIZE:
                 encode_bundle([record])  # raises the explanatory TileError
             self._bundle.append(record)
-        leaf = leaf_hash(record)
-        self.append_leaf_hash(leaf)
+        leaf = _sha256(b"\x00" + record).digest()  # merkle.leaf_hash, inlined: the hot path
+        edge0 = self._edge[0] if self._edge else self._level(0)
+        edge0.append(leaf)
+        self._size += 1
+        if len(edge0) == TILE_WIDTH:
+            self._complete()
         return leaf
 
     def append_leaf_hash(self, leaf: bytes) -> None:
-        """Add the next leaf hash (with `entries=False`, or after `append` queued the record)."""
-        index = self._size
-        self._size += 1
+        """Add the next leaf hash (for a builder made with `entries=False`)."""
+        if self._entries:
+            raise ValueError("this builder writes entry bundles: append records instead")
+        if len(leaf) != HASH_SIZE:
+            raise ValueError(f"leaf hash has {len(leaf)} bytes, want {HASH_SIZE}")
         edge0 = self._edge[0] if self._edge else self._level(0)
         edge0.append(leaf)
-        if len(edge0) < TILE_WIDTH:
-            return
-        tile = index >> TILE_HEIGHT
+        self._size += 1
+        if len(edge0) == TILE_WIDTH:
+            self._complete()
+
+    def _complete(self) -> None:
+        """Level-0 tile just filled: queue it (and its bundle), carry hashes upwards."""
+        tile = (self._size - 1) >> TILE_HEIGHT
         if self._entries:
-            self._full.append(
-                TileData(entries_path(tile), None, tile, TILE_WIDTH, encode_bundle(self._bundle))
-            )
+            data = encode_bundle(self._bundle)
+            self._full.append(TileData(entries_path(tile), None, tile, TILE_WIDTH, data))
             self._bundle = []
         level = 0
         while True:

@@ -359,3 +359,24 @@ def test_reader_refuses_what_it_does_not_hold(tmp_path: Path) -> None:
     bundle.write_bytes(encode_bundle(records))
     with pytest.raises(TileError, match="does not hash"):
         reader.entry(3)
+
+
+def test_background_writes_surface_conflicts_at_wait(tmp_path: Path) -> None:
+    store = TileStore(tmp_path, durable=False)
+    store.write("tile/0/000", b"\x00" * 8192)
+    store.write_async("tile/0/001", b"\x01" * 8192)
+    store.write_async("tile/0/000", b"\x02" * 8192)
+    with pytest.raises(TileConflict, match="tile/0/000"):
+        store.sync()
+    store.close()
+    assert (tmp_path / "tile/0/001").read_bytes() == b"\x01" * 8192
+    assert (tmp_path / "tile/0/000").read_bytes() == b"\x00" * 8192
+
+
+def test_log_bench_reports_the_figures_neikong_bench_needs(tmp_path: Path) -> None:
+    from ledger.log_bench import run_log_bench
+
+    figures = run_log_bench(record_count=3000, leaves=5000, samples=5, runs=1, work_dir=tmp_path)
+    for key in ("seal_vs_raw_sha256", "inclusion_build_ms", "inclusion_verify_ms"):
+        assert figures[key] > 0
+    assert list(tmp_path.iterdir()) == []  # the scratch directory is removed
