@@ -29,6 +29,14 @@ class FindingKind(StrEnum):
     BAD_FINAL_SEQ = "bad_final_seq"
     PRODUCER_GAP = "producer_gap"
     PRODUCER_SEQ_DUPLICATE = "producer_seq_duplicate"
+    # the Merkle log (ledger.log_verify) and its witnesses
+    ROOT_MISMATCH = "root_mismatch"  # recomputed root differs from a signed checkpoint
+    TRUNCATED = "truncated"  # fewer entries than a signed checkpoint (truncation, rollback)
+    INCONSISTENT_CHECKPOINTS = "inconsistent_checkpoints"  # signed fork or rewritten history
+    BAD_CHECKPOINT_SIGNATURE = "bad_checkpoint_signature"
+    TILE_MISMATCH = "tile_mismatch"  # a tile or entry bundle differs from the records
+    BAD_COSIGNATURE = "bad_cosignature"
+    MISSING_COSIGNATURE = "missing_cosignature"
 
 
 @dataclass(frozen=True, slots=True)

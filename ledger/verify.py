@@ -28,8 +28,8 @@ import multiprocessing
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -390,8 +390,30 @@ def verify_ledger(
     workers: int | None = None,
     stream: str | None = None,
     progress: Callable[[int], None] | None = None,
+    extra_checks: Sequence[Callable[[], list[Finding]]] = (),
 ) -> VerifyReport:
+    """Verify the ledger; `extra_checks` (e.g. the Merkle log) run in a thread meanwhile."""
     report = VerifyReport()
+    with ThreadPoolExecutor(1, thread_name_prefix="neikong-verify-extra") as extra:
+        running = [extra.submit(check) for check in extra_checks]
+        _verify_events(
+            config, root_key_id, report, workers=workers, stream=stream, progress=progress
+        )
+        for fut in running:
+            for finding in fut.result():
+                report.add(finding)
+    return report
+
+
+def _verify_events(
+    config: StoreConfig,
+    root_key_id: bytes,
+    report: VerifyReport,
+    *,
+    workers: int | None,
+    stream: str | None,
+    progress: Callable[[int], None] | None,
+) -> None:
     reader = _Reader(config)
     try:
         registry = fold_registry_checked(reader, root_key_id, report)
@@ -408,12 +430,11 @@ def verify_ledger(
             report.events = len(rows)
             if progress:
                 progress(len(rows) * 2)
-            return report
+            return
     finally:
         reader.close()
     workers = workers if workers is not None else (os.cpu_count() or 1)
     _run_parallel(config, registry, report, max(1, workers), progress)
-    return report
 
 
 def _run_parallel(

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ledger.errors import NeikongError
 from ledger.ledger import Ledger
+from ledger.log_verify import verify_ledger_log
 from ledger.registry import KeyScope
 from ledger.verify import VerifyReport, verify_ledger
 from ops.config import default_ledger_dir
@@ -319,10 +320,17 @@ def verify(
     """
     with _open(ledger_dir) as ledger:
         root = bytes.fromhex(root_key_id or ledger.config.root_key_id)
-        config = ledger.store.config
         total = ledger.store.max_position() * (1 if stream else 2)
-    with progress_bar(total, "verify") as update:
-        report = verify_ledger(config, root, workers=workers, stream=stream, progress=update)
+        extra = [] if stream else [lambda: verify_ledger_log(ledger)]
+        with progress_bar(total, "verify") as update:
+            report = verify_ledger(
+                ledger.store.config,
+                root,
+                workers=workers,
+                stream=stream,
+                progress=update,
+                extra_checks=extra,
+            )
     _print_report(report, as_json)
     sys.exit(EXIT_OK if report.intact else EXIT_TAMPER)
 
