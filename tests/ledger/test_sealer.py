@@ -339,6 +339,34 @@ def test_sigkill_mid_run_then_restart(base: Path, tmp_path: Path) -> None:
         assert verify_ledger_log(ledger) == []
 
 
+@pytest.mark.slow
+def test_sigterm_stops_the_service_after_a_last_checkpoint(base: Path, tmp_path: Path) -> None:
+    directory = copy_ledger(base, tmp_path / "ledger")
+    neikong = str(Path(sys.executable).parent / "neikong")
+    proc = subprocess.Popen(
+        [neikong, "seal", "--ledger", str(directory), "--every", "100000", "--interval", "3600"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (directory / "tiles/tile/0/002").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # sealing, but nothing published yet (interval 1 h, every 100000)
+        assert list_checkpoints(directory) == []
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err
+    assert list_checkpoints(directory) == [log_size(directory)]
+    assert f"checkpoint {log_size(directory)} " in out
+
+
 # --- refusals -----------------------------------------------------------------------------
 
 
