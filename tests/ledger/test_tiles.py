@@ -135,7 +135,7 @@ def test_truncated_bundle_is_rejected(cut: int) -> None:
 
 
 def test_layout_of_a_70000_entry_log(tmp_path: Path) -> None:
-    store = TileStore(tmp_path)
+    store = TileStore(tmp_path, durable=False)
     builder = _seal(store, [i.to_bytes(3, "big") for i in range(70_000)])
     files = _files(tmp_path)
     level0 = {f for f in files if f.startswith("tile/0/") and ".p/" not in f}
