@@ -29,7 +29,7 @@ from ledger.sealer import (
     read_checkpoint,
     signing_keys,
 )
-from ledger.tiles import TileStore
+from ledger.tiles import TileConflict, TileStore
 from ops.cli import (
     EXIT_CODES_HELP,
     EXIT_OPERATIONAL,
@@ -172,7 +172,7 @@ def tiles_export(ledger_dir: Path | None, out: Path) -> None:
     Serve OUT with any web server (or read it as files) and point a tlog-tiles client at it.
     Safe while the sealer runs: the checkpoint is read first and written last, and tiles are
     immutable. Re-exporting into the same OUT copies only new files; a file in OUT that
-    differs from the ledger's is an error (exit 1).
+    differs from the ledger's stops the export (exit 1).
     """
     with _open(ledger_dir) as ledger:
         source = TileStore(ledger.directory / TILES_DIR)
@@ -196,8 +196,14 @@ def tiles_export(ledger_dir: Path | None, out: Path) -> None:
                     copied += target.write(rel, source.read(rel))
             target.sync()
             target.write_checkpoint(note)
-        except VerificationError as exc:
-            _tamper(exc)
+        except TileConflict as exc:
+            click.echo(
+                f"neikong: {out / exc.path} differs from the ledger's: OUT holds the export of "
+                "another log, or the ledger's tiles changed since the last export (run "
+                "`neikong verify`); export into an empty directory",
+                err=True,
+            )
+            sys.exit(EXIT_TAMPER)
     size = note.split(b"\n")[1].decode("ascii", "replace")
     click.echo(f"exported checkpoint {size} and {copied} new files to {out}")
     click.echo(f"serve it with e.g.: python3 -m http.server --directory {out}", err=True)

@@ -500,6 +500,10 @@ def test_cli_seal_checkpoints_and_export(base: Path, tmp_path: Path) -> None:
     again = runner.invoke(main, ["tiles", "export", "--ledger", str(directory), str(out)])
     assert again.exit_code == 0
     assert "and 0 new files" in again.output
+    (out / "tile/0/000").write_bytes(b"\x00" * 8192)
+    clash = runner.invoke(main, ["tiles", "export", "--ledger", str(directory), str(out)])
+    assert clash.exit_code == 1
+    assert "tile/0/000 differs from the ledger's" in clash.output
 
 
 def test_cli_reports_tamper_with_exit_code_1(base: Path, tmp_path: Path) -> None:
