@@ -256,18 +256,36 @@ class Sealer:
     # -- start-up -------------------------------------------------------------------------
 
     def _load_latest(self) -> PublishedCheckpoint | None:
+        """The last published checkpoint: the largest of checkpoints/ and tiles/checkpoint."""
+        found = []
         sizes = list_checkpoints(self.ledger.directory)
-        if not sizes:
+        try:
+            if sizes:
+                found.append(read_checkpoint(self.ledger.directory, sizes[-1]))
+            served = self.tiles.read_checkpoint()
+            if served is not None:
+                body = SignedNote.parse(served).body
+                found.append(PublishedCheckpoint(served, Checkpoint.parse_body(body)))
+        except NoteError as exc:
+            raise SealRefused(
+                f"a stored checkpoint is malformed ({exc}); run `neikong verify`"
+            ) from exc
+        if not found:
             return None
-        latest = read_checkpoint(self.ledger.directory, sizes[-1])
+        latest = max(found, key=lambda cp: cp.size)
+        if any(cp.size == latest.size and cp.note != latest.note for cp in found):
+            raise SealRefused(
+                f"checkpoints/{latest.size} and tiles/checkpoint differ; run `neikong verify`"
+            )
         self._refresh_registry()
         if latest.checkpoint.origin != self.origin or not signing_keys(
             latest.note, self.origin, self.ledger.registry
         ):
             raise SealRefused(
-                f"checkpoints/{latest.size} is not a checkpoint of {self.origin!r} signed by a "
+                f"checkpoint {latest.size} is not a checkpoint of {self.origin!r} signed by a "
                 "checkpoint key; run `neikong verify` before sealing again"
             )
+        self.checkpoints.write(str(latest.size), latest.note)  # if only tiles/ kept it
         if self.tiles.read_checkpoint() != latest.note:  # a crash between the two writes
             self.tiles.write_checkpoint(latest.note)
         return latest

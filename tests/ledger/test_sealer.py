@@ -457,6 +457,23 @@ def test_refuses_a_planted_checkpoint(ledger: Ledger) -> None:
         Sealer(ledger, signer_of(ledger), durable=False)
 
 
+def test_remembers_the_served_checkpoint_if_the_archive_is_lost(ledger: Ledger) -> None:
+    latest = seal(ledger)
+    assert latest is not None
+    shutil.rmtree(ledger.directory / "checkpoints")  # the archive is gone, tiles/ still serves
+    db = sqlite3.connect(ledger.directory / "ledger.db")
+    with db:
+        (state,) = db.execute("SELECT state FROM stored_events WHERE rowid = 300").fetchone()
+        db.execute("UPDATE stored_events SET state = ? WHERE rowid = 300", (state + b" ",))
+    db.close()
+    for partial in (ledger.directory / "tiles").rglob("*.p"):
+        shutil.rmtree(partial)
+    shutil.rmtree(ledger.directory / "tiles/tile")
+    with pytest.raises(InconsistentCheckpoint, match="was rewritten"):
+        seal(ledger)
+    assert list_checkpoints(ledger.directory) == [latest.size]  # re-archived, nothing new
+
+
 def test_refuses_a_revoked_checkpoint_key(ledger: Ledger) -> None:
     signer = signer_of(ledger)
     ledger.revoke_key(signer.key_id, "compromised")
