@@ -1,25 +1,55 @@
 """The producer SDK: one call per step of a matter, signed at the source.
 
 `Producer.emit` stamps `event_id`, `stream_seq`, `prev` and the producer sequence, signs the
-canonical body with the system's key and publishes the record through a `Transport`.
-The chain state (per-stream seq and digest, producer seq) makes drops and reorders provable:
-the ledger refuses gaps, forks and reused sequence numbers.
+canonical body with the system's key and hands the record on. The chain state (per-stream seq
+and digest, producer seq) makes drops and reorders provable: the ledger refuses gaps, forks and
+reused sequence numbers.
+
+Two modes:
+
+- With an `outbox` (what a tax system embeds): `emit` MUST NOT return before the signed record,
+  its stream's chain state and the producer sequence are committed (fsynced) to the outbox.
+  Delivery to the transport happens in a background thread (default) or on `flush()`; a row is
+  marked delivered only once the transport acknowledged it, and after a crash every row not
+  marked is sent again. When `limit` records wait undelivered, `emit` raises `Backpressure`
+  (retry later) and stamps nothing.
+- Without an outbox (the embedded in-process default, where the ledger appends in the same
+  process): the chain state lives in memory and `emit` publishes synchronously.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import random
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ledger.builder import build_body, new_event_id
 from ledger.envelope import b64
+from ledger.errors import Backpressure, NeikongError
 from ledger.keys import Signer
 from ledger.transport import Transport
+from producers.outbox import Outbox, OutboxRow
 
-__all__ = ["EmittedEvent", "Producer"]
+__all__ = ["AcknowledgingTransport", "EmittedEvent", "Producer"]
+
+log = logging.getLogger("neikong.producer")
+
+DeliveryCallback = Callable[[BaseException | None], None]
+
+
+@runtime_checkable
+class AcknowledgingTransport(Transport, Protocol):
+    """A transport that reports each record's fate (the Kafka transport does)."""
+
+    def publish_acked(self, stream: str, record: bytes, on_delivery: DeliveryCallback) -> None:
+        """Send one record; call `on_delivery(None)` once it is durable, or with the error."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -42,13 +72,30 @@ class Producer:
         *,
         rng: random.Random | None = None,
         producer_seq: int = 0,
+        outbox: Outbox | str | os.PathLike[str] | None = None,
+        outbox_limit: int = 100_000,
+        background: bool = True,
+        commit_timeout_s: float | None = None,
     ) -> None:
         self.system = system
         self.signer = signer
         self.transport = transport
         self._rng = rng
+        self._commit_timeout_s = commit_timeout_s
+        self._owns_outbox = outbox is not None and not isinstance(outbox, Outbox)
+        if outbox is None or isinstance(outbox, Outbox):
+            self.outbox = outbox
+        else:
+            self.outbox = Outbox(outbox, system, limit=outbox_limit)
+        if self.outbox is not None and self.outbox.system != system:
+            raise NeikongError(f"outbox of {self.outbox.system!r} given to producer {system!r}")
         self._producer_seq = producer_seq
         self._streams: dict[str, tuple[int, bytes]] = {}
+        self._delivery: _Delivery | None = None
+        if self.outbox is not None:
+            self._delivery = _Delivery(self.outbox, transport)
+            if background:
+                self._delivery.start()
 
     def _event_id(self, occurred_at: str) -> str:
         if self._rng is None:
@@ -68,29 +115,180 @@ class Producer:
         subject: Mapping[str, str] | None = None,
         pii: Mapping[str, str] | None = None,
     ) -> EmittedEvent:
+        """Stamp, sign and hand over one event; see the module docstring for durability."""
+        fields = {
+            "type": type,
+            "occurred_at": occurred_at,
+            "actor": actor,
+            "data": data,
+            "subject": subject,
+            "pii": pii,
+        }
+        if self.outbox is not None:
+            return self._emit_durable(stream, fields)
         seq, digest = self._streams.get(stream, (0, b""))
         self._producer_seq += 1
-        event_id = self._event_id(occurred_at)
+        event_id, record, new_digest = self._stamp(stream, seq, digest, self._producer_seq, fields)
+        self._streams[stream] = (seq + 1, new_digest)
+        self.transport.publish(stream, record)
+        return EmittedEvent(event_id, stream, seq + 1, self._producer_seq, record)
+
+    def _stamp(
+        self, stream: str, seq: int, digest: bytes, producer_seq: int, fields: dict[str, Any]
+    ) -> tuple[str, bytes, bytes]:
+        event_id = self._event_id(fields["occurred_at"])
         body = build_body(
             event_id=event_id,
             stream=stream,
             stream_seq=seq + 1,
             prev=b64(digest) if seq else None,
             system=self.system,
-            producer_seq=self._producer_seq,
-            type=type,
-            occurred_at=occurred_at,
-            actor=actor,
-            data=data,
-            subject=subject,
-            pii=pii,
+            producer_seq=producer_seq,
+            **fields,
         )
         signed = self.signer.sign(body)
-        self._streams[stream] = (seq + 1, signed.digest)
-        record = signed.encode()
-        self.transport.publish(stream, record)
-        return EmittedEvent(event_id, stream, seq + 1, self._producer_seq, record)
+        return event_id, signed.encode(), signed.digest
+
+    def _emit_durable(self, stream: str, fields: dict[str, Any]) -> EmittedEvent:
+        outbox = self.outbox
+        assert outbox is not None
+        with outbox.lock:
+            outbox.check_capacity()
+            seq, digest = outbox.head(stream)
+            producer_seq = outbox.producer_seq + 1
+            event_id, record, new_digest = self._stamp(stream, seq, digest, producer_seq, fields)
+            _, ticket = outbox.add(stream, record, seq + 1, new_digest, producer_seq)
+        ticket.wait(self._commit_timeout_s)
+        return EmittedEvent(event_id, stream, seq + 1, producer_seq, record)
 
     def forget(self, stream: str) -> None:
-        """Drop the chain state of a concluded stream (bounded memory)."""
+        """Drop the cached chain state of a concluded stream (bounded memory)."""
         self._streams.pop(stream, None)
+        if self.outbox is not None:
+            self.outbox.forget(stream)
+
+    @property
+    def undelivered(self) -> int:
+        """Events in the outbox that the transport has not acknowledged yet."""
+        return 0 if self.outbox is None else self.outbox.undelivered
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once every event emitted before this call is acknowledged by the transport.
+
+        Raises `Backpressure` (retry later) if that does not happen within `timeout` seconds.
+        """
+        if self._delivery is None:
+            self.transport.flush(timeout)
+            return
+        self._delivery.flush(timeout)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Try to deliver what is pending (up to `timeout`), then stop. Undelivered rows stay
+        in the outbox and are sent by the next `Producer` on the same file."""
+        if self._delivery is not None:
+            try:
+                self._delivery.flush(timeout)
+            except Backpressure as exc:
+                log.warning("closing with undelivered events (sent on restart): %s", exc)
+            self._delivery.stop()
+        if self._owns_outbox and self.outbox is not None:
+            self.outbox.close()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Delivery:
+    """Moves committed outbox rows to the transport and records their acknowledgements."""
+
+    CHUNK = 2000
+
+    def __init__(self, outbox: Outbox, transport: Transport) -> None:
+        self.outbox = outbox
+        self.transport = transport
+        self._acking = isinstance(transport, AcknowledgingTransport)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failures = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"neikong-delivery-{self.outbox.system}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rows = self.outbox.take(self.CHUNK, timeout=0.2)
+                if rows:
+                    self._send(rows)
+            except Exception as exc:  # the thread MUST outlive any failure: rows stay durable
+                log.exception("delivery loop failed; retrying")
+                self._backoff(exc)
+
+    def _send(self, rows: list[OutboxRow]) -> None:
+        try:
+            if self._acking:
+                assert isinstance(self.transport, AcknowledgingTransport)
+                for i, row in enumerate(rows):
+                    try:
+                        self.transport.publish_acked(row.stream, row.record, self._callback(row))
+                    except BaseException:
+                        self.outbox.requeue(rows[i:])
+                        raise
+            else:
+                for row in rows:
+                    self.transport.publish(row.stream, row.record)
+                self.transport.flush(None)
+                self.outbox.mark_delivered(r.id for r in rows)
+        except NeikongError as exc:
+            if not self._acking:
+                self.outbox.requeue(rows)
+            self._backoff(exc)
+        else:
+            self._failures = 0
+
+    def _callback(self, row: OutboxRow) -> DeliveryCallback:
+        def on_delivery(error: BaseException | None) -> None:
+            if error is None:
+                self.outbox.mark_delivered((row.id,))
+            else:
+                log.warning("delivery of outbox row %d failed, will resend: %s", row.id, error)
+                self.outbox.requeue((row,))
+
+        return on_delivery
+
+    def _backoff(self, exc: BaseException) -> None:
+        self._failures += 1
+        delay = min(5.0, 0.1 * 2 ** min(self._failures, 6))
+        log.warning("transport unavailable (%s); retrying in %.1f s", exc, delay)
+        self._stop.wait(delay)
+
+    def flush(self, timeout: float | None) -> None:
+        up_to = self.outbox.last_id
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._thread is None:  # delivery on flush: send here
+            while True:
+                rows = self.outbox.take(self.CHUNK)
+                if rows:
+                    self._send(rows)
+                elif self.outbox.wait_delivered(up_to, 0.05):
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self.outbox.wait_delivered(up_to, left):
+            raise Backpressure(
+                f"{self.outbox.undelivered} events not yet acknowledged by the transport "
+                f"after {timeout} s; they stay in the outbox and are resent, retry later"
+            )

@@ -1,0 +1,273 @@
+"""The Kafka transport (producer side), on kafka-python 3.0.x.
+
+Settings that make a record durable once acknowledged: `acks='all'`, `enable_idempotence=True`
+set explicitly (kafka-python 3.0 silently turns idempotence off if a conflicting option is
+passed while it is left implicit; explicit, a conflict raises), at most 5 requests in flight,
+key = stream (one stream stays in one partition, in order), lz4 compression, a few ms linger.
+
+Guarantees:
+- `publish_acked(stream, record, on_delivery)` calls `on_delivery(None)` only after the broker
+  acknowledged the record under `acks='all'`; otherwise it calls it with a `NeikongError`.
+- `publish` + `flush` (the `Transport` protocol): `flush` returns only when every record
+  published before it was acknowledged, and raises the first delivery error otherwise.
+- Every kafka-python exception is translated at this boundary (`translate_kafka_error`):
+  retriable ones (timeouts, broker unavailable, leader moves) become `Backpressure` (retry
+  later), a message over the broker's size limit becomes `MalformedInput(too_large)`, the rest
+  `StoreError`; configuration mistakes become `NeikongError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import kafka.errors as kafka_errors
+from kafka import KafkaAdminClient, KafkaProducer
+
+from ledger.errors import Backpressure, MalformedInput, NeikongError, StoreError
+from ledger.reasons import ReasonCode
+
+__all__ = [
+    "COMPRESSION",
+    "KafkaTransport",
+    "TopicSpec",
+    "delete_topics",
+    "ensure_topics",
+    "kafka_errors_translated",
+    "producer_settings",
+    "translate_kafka_error",
+]
+
+log = logging.getLogger("neikong.kafka")
+
+COMPRESSION = "lz4"
+
+
+def translate_kafka_error(exc: BaseException, doing: str = "Kafka") -> NeikongError:
+    """The neikong error for a kafka-python exception (or anything kafka-python raised)."""
+    if isinstance(exc, NeikongError):
+        return exc
+    text = f"{doing}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, kafka_errors.MessageSizeTooLargeError | kafka_errors.RecordTooLargeError):
+        return MalformedInput(ReasonCode.TOO_LARGE, text)
+    if isinstance(exc, kafka_errors.KafkaError):
+        if exc.retriable or isinstance(exc, kafka_errors.NodeNotReadyError):
+            return Backpressure(f"{text} (retry later)")
+        if isinstance(
+            exc, kafka_errors.KafkaConfigurationError | kafka_errors.IllegalArgumentError
+        ):
+            return NeikongError(text)
+        return StoreError(text)
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return Backpressure(f"{text} (retry later)")
+    if isinstance(exc, OSError):
+        return StoreError(text)
+    # kafka-python reports bad settings and missing codec libraries as ValueError,
+    # TypeError, AssertionError or RuntimeError
+    return NeikongError(text)
+
+
+@contextmanager
+def kafka_errors_translated(doing: str) -> Iterator[None]:
+    """Run a kafka-python call; re-raise whatever it raises as a `NeikongError`."""
+    try:
+        yield
+    except NeikongError:
+        raise
+    except Exception as exc:
+        raise translate_kafka_error(exc, doing) from exc
+
+
+def producer_settings(
+    bootstrap: str,
+    *,
+    client_id: str | None = None,
+    compression: str = COMPRESSION,
+    linger_ms: int = 5,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The durable producer settings (see the module docstring)."""
+    settings: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "acks": "all",
+        "enable_idempotence": True,
+        "max_in_flight_requests_per_connection": 5,
+        "compression_type": compression,
+        "linger_ms": linger_ms,
+        "batch_size": 256 * 1024,
+        "max_request_size": 1024 * 1024,
+        "bootstrap_timeout_ms": 30_000,
+    }
+    if client_id:
+        settings["client_id"] = client_id
+    settings.update(extra or {})
+    return settings
+
+
+class KafkaTransport:
+    """Publishes records to one topic; key = stream name (UTF-8)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        client_id: str | None = None,
+        compression: str = COMPRESSION,
+        linger_ms: int = 5,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.bootstrap = bootstrap
+        settings = producer_settings(
+            bootstrap,
+            client_id=client_id,
+            compression=compression,
+            linger_ms=linger_ms,
+            extra=extra,
+        )
+        with kafka_errors_translated(f"connecting a producer to {bootstrap}"):
+            self._producer = KafkaProducer(**settings)
+        self._lock = threading.Lock()
+        self._error: NeikongError | None = None
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def publish(self, stream: str, record: bytes) -> None:
+        """Queue one record; a delivery failure is raised by the next `flush`."""
+        self._send(stream.encode("utf-8"), record, None, self._remember_error)
+
+    def publish_acked(
+        self, stream: str, record: bytes, on_delivery: Callable[[BaseException | None], None]
+    ) -> None:
+        """Queue one record; `on_delivery` is called from Kafka's I/O thread."""
+        self._send(stream.encode("utf-8"), record, None, on_delivery)
+
+    def send_raw(
+        self,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+        on_delivery: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        """Queue any bytes with headers (the dead-letter topic uses this)."""
+        self._send(key, value, list(headers) or None, on_delivery or self._remember_error)
+
+    def _send(
+        self,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None,
+        on_delivery: Callable[[BaseException | None], None],
+    ) -> None:
+        with kafka_errors_translated(f"publishing to {self.topic}"):
+            future = self._producer.send(self.topic, value=value, key=key, headers=headers)
+
+        def ok(_metadata: object) -> None:
+            _safely(on_delivery, None)
+
+        def failed(exc: BaseException) -> None:
+            _safely(on_delivery, translate_kafka_error(exc, f"delivering to {self.topic}"))
+
+        future.add_callback(ok)
+        future.add_errback(failed)
+
+    def _remember_error(self, error: BaseException | None) -> None:
+        if error is not None:
+            with self._lock:
+                if self._error is None:
+                    self._error = translate_kafka_error(error)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for every queued record's acknowledgement; raise the first failure."""
+        with kafka_errors_translated(f"flushing to {self.topic}"):
+            self._producer.flush(timeout=timeout)
+        with self._lock:
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def partitions(self) -> set[int]:
+        with kafka_errors_translated(f"reading the partitions of {self.topic}"):
+            found = self._producer.partitions_for(self.topic)
+        return set(found or ())
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        with kafka_errors_translated(f"closing the producer of {self.topic}"):
+            self._producer.close(timeout=timeout)
+
+    def __enter__(self) -> KafkaTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _safely(callback: Callable[[BaseException | None], None], error: BaseException | None) -> None:
+    """Callbacks run on kafka-python's I/O thread: an exception there MUST NOT escape."""
+    try:
+        callback(error)
+    except Exception:
+        log.exception("delivery callback failed")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as `neikong kafka init-topics` creates it."""
+
+    name: str
+    partitions: int = 6
+    replication_factor: int = 1
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    min_insync_replicas: int = 1
+    max_message_bytes: int | None = None
+
+    def configs(self) -> dict[str, str]:
+        out = {
+            "retention.ms": str(self.retention_ms),
+            "min.insync.replicas": str(self.min_insync_replicas),
+        }
+        if self.max_message_bytes is not None:
+            out["max.message.bytes"] = str(self.max_message_bytes)
+        return out
+
+
+def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> dict[str, str]:
+    """Create each topic unless it exists; return name -> "created" | "exists"."""
+    result: dict[str, str] = {}
+    with kafka_errors_translated(f"connecting an admin client to {bootstrap}"):
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        for spec in specs:
+            request = {
+                spec.name: {
+                    "num_partitions": spec.partitions,
+                    "replication_factor": spec.replication_factor,
+                    "configs": spec.configs(),
+                }
+            }
+            try:
+                admin.create_topics(request, timeout_ms=30_000, wait_for_metadata=True)
+                result[spec.name] = "created"
+            except kafka_errors.TopicAlreadyExistsError:
+                result[spec.name] = "exists"
+            except Exception as exc:
+                raise translate_kafka_error(exc, f"creating topic {spec.name}") from exc
+    finally:
+        with kafka_errors_translated("closing the admin client"):
+            admin.close()
+    return result
+
+
+def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
+    """Delete topics (tests and benchmarks clean up after themselves)."""
+    with kafka_errors_translated(f"deleting topics {', '.join(names)}"):
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            admin.delete_topics(list(names), timeout_ms=30_000)
+        finally:
+            admin.close()
