@@ -6,6 +6,7 @@ it in CI (`CI` set): the Kafka tests are never skipped there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -184,10 +185,8 @@ def start_ingest(
 
 def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
     """Signal the process and everything in its session (workers, fork server)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=60)
 
 
@@ -201,14 +200,14 @@ def stop_gracefully(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
         raise
 
 
-def consume_all(
-    bootstrap: str, topic: str, expected: int, timeout: float = 60.0
-) -> list[Any]:
+def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
     """Every record of `topic` from the beginning (plain consumer, no group)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer, TopicPartition  # noqa: TID251 - a plain client on purpose
 
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
         isolation_level="read_committed",
     )
     try:
@@ -228,10 +227,12 @@ def consume_all(
 
 def produce_raw(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> None:
     """Write straight to the topic with a plain kafka-python producer (hostile input)."""
-    from kafka import KafkaProducer
+    from kafka import KafkaProducer  # noqa: TID251 - a plain client on purpose
 
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
         max_request_size=2 * 1024 * 1024,
     )
     try:

@@ -61,9 +61,7 @@ def append_all(ledger: Ledger, records: Sequence[bytes]) -> dict[str, int]:
 
 
 def assert_intact(ledger: Ledger, producer_seq: int) -> None:
-    report = verify_ledger(
-        ledger.store.config, bytes.fromhex(ledger.config.root_key_id), workers=1
-    )
+    report = verify_ledger(ledger.store.config, bytes.fromhex(ledger.config.root_key_id), workers=1)
     assert report.intact, report.finding_counts
     assert report.producers[SYSTEM] == producer_seq
 
@@ -114,9 +112,11 @@ def test_delivery_on_flush_marks_rows_delivered(
     channel = InProcessChannel()
     producer = Producer(SYSTEM, signer, channel, outbox=tmp_path / "o", background=False)
     emit_step(producer, "c1", 3)
-    assert len(channel) == 0 and producer.undelivered == 3
+    assert len(channel) == 0
+    assert producer.undelivered == 3
     producer.flush(10)
-    assert producer.undelivered == 0 and len(channel) == 3
+    assert producer.undelivered == 0
+    assert len(channel) == 3
     assert all(r[3] is not None for r in rows(tmp_path / "o"))
     assert append_all(ledger, channel.poll(10)) == {"appended": 3}
     producer.close()
@@ -145,7 +145,8 @@ def test_restart_resumes_chains_without_gap_or_fork(
     records = channel.poll(100)
     assert len(records) == 5
     bodies = [SignedRecord.decode(r).body for r in records]
-    assert b'"stream_seq":3' in bodies[3] and b'"seq":4' in bodies[3]
+    assert b'"stream_seq":3' in bodies[3]
+    assert b'"seq":4' in bodies[3]
     assert append_all(ledger, records) == {"appended": 5}
     assert_intact(ledger, 5)
     second.close()
@@ -159,7 +160,8 @@ def test_unacknowledged_rows_are_resent_after_restart_without_duplicates(
     emit_step(first, "c1", 4)
     with pytest.raises(Backpressure):
         first.flush(0.5)
-    assert down.attempts > 0 and first.undelivered == 4
+    assert down.attempts > 0
+    assert first.undelivered == 4
     first.close(timeout=0)
     channel = InProcessChannel()
     second = Producer(SYSTEM, signer, channel, outbox=tmp_path / "o", background=False)
@@ -202,7 +204,8 @@ def test_limit_raises_backpressure_and_stamps_nothing(
         emit_step(producer, "c1")
     with pytest.raises(TimeoutError):  # Backpressure is a TimeoutError: retry later
         emit_step(producer, "c2")
-    assert producer.outbox is not None and producer.outbox.producer_seq == 3
+    assert producer.outbox is not None
+    assert producer.outbox.producer_seq == 3
     producer.flush(10)
     emit_step(producer, "c1")
     producer.flush(10)
@@ -307,9 +310,18 @@ def test_sigkill_between_outbox_write_and_send_then_restart_resends(
     tmp_path: Path, ledger: Ledger, signer: Signer
 ) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", CRASHING_PRODUCER, str(ledger.key_path("fp")),
-         str(tmp_path / "o"), "30"],
-        cwd=REPO, capture_output=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-c",
+            CRASHING_PRODUCER,
+            str(ledger.key_path("fp")),
+            str(tmp_path / "o"),
+            "30",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert proc.stdout.decode().strip() == "emitted 30"
