@@ -34,9 +34,9 @@ from ledger.keys import public_key_from_raw
 from ledger.ledger import Ledger
 from ledger.store import RecordedEvent, RecordTranscoder
 from ledger.transport import InProcessChannel
-from ops.pipeline import enrol_demo_producers
+from ops.pipeline import emit_simulated, enrol_demo_producers
 from producers.producer import Producer
-from producers.simulator import simulate
+from producers.simulator import SYSTEMS, simulate
 
 __all__ = ["run_bench"]
 
@@ -56,18 +56,10 @@ def _generate(ledger: Ledger, events: int, seed: int) -> list[bytes]:
     channel = InProcessChannel()
     rng = random.Random(seed)  # noqa: S311 - reproducible ids
     producers = {
-        s: Producer(s, Signer.from_file(ledger.key_path(s)), channel, rng=rng)
-        for s in ("4403-ctais", "4403-fapiao", "4403-xuke", "4403-jicha")
+        s: Producer(s, Signer.from_file(ledger.key_path(s)), channel, rng=rng) for s in SYSTEMS
     }
-    for sim in simulate(seed, events):
-        producers[sim.system].emit(
-            sim.stream,
-            sim.type,
-            actor=sim.actor,
-            data=sim.data,
-            occurred_at=sim.occurred_at,
-            subject=sim.subject,
-        )
+    for _ in emit_simulated(producers, simulate(seed, events)):
+        pass
     return list(channel.poll(len(channel)))
 
 

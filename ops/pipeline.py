@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ledger.appender import Appender, Outcome
@@ -12,9 +12,9 @@ from ledger.keys import Signer
 from ledger.ledger import Ledger
 from ledger.transport import InProcessChannel
 from producers.producer import Producer
-from producers.simulator import SYSTEMS, producer_scope, simulate
+from producers.simulator import SYSTEMS, SimEvent, producer_scope, simulate
 
-__all__ = ["RunStats", "enrol_demo_producers", "run_simulation"]
+__all__ = ["RunStats", "emit_simulated", "enrol_demo_producers", "run_simulation"]
 
 
 @dataclass
@@ -41,6 +41,25 @@ def enrol_demo_producers(ledger: Ledger) -> dict[str, Signer]:
     return signers
 
 
+def emit_simulated(
+    producers: dict[str, Producer], source: Iterable[SimEvent]
+) -> Iterator[SimEvent]:
+    """Emit each simulated event through its system's producer; yield it once published."""
+    for sim in source:
+        producer = producers[sim.system]
+        producer.emit(
+            sim.stream,
+            sim.type,
+            actor=sim.actor,
+            data=sim.data,
+            occurred_at=sim.occurred_at,
+            subject=sim.subject,
+        )
+        if sim.type in ("matter.concluded", "matter.withdrawn"):
+            producer.forget(sim.stream)
+        yield sim
+
+
 def run_simulation(
     ledger: Ledger,
     signers: dict[str, Signer],
@@ -60,18 +79,8 @@ def run_simulation(
     source = simulate(seed, events)
 
     def batches() -> Iterator[list[bytes]]:
-        for sim in source:
-            producers[sim.system].emit(
-                sim.stream,
-                sim.type,
-                actor=sim.actor,
-                data=sim.data,
-                occurred_at=sim.occurred_at,
-                subject=sim.subject,
-            )
+        for _ in emit_simulated(producers, source):
             stats.published += 1
-            if sim.type in ("matter.concluded", "matter.withdrawn"):
-                producers[sim.system].forget(sim.stream)
             if len(channel) >= batch_size:
                 yield list(channel.poll(batch_size))
         while len(channel):
