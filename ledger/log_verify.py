@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
-from typing import cast
 
 from ledger.findings import Finding, FindingKind
 from ledger.ledger import Ledger
@@ -58,34 +56,19 @@ __all__ = [
     "ROOT_MISMATCH",
     "TILE_MISMATCH",
     "TRUNCATED",
-    "LogFindingKind",
     "verify_ledger_log",
     "verify_log",
 ]
 
-ROOT_MISMATCH = "root_mismatch"
-TRUNCATED = "truncated"
-INCONSISTENT_CHECKPOINTS = "inconsistent_checkpoints"
-BAD_CHECKPOINT_SIGNATURE = "bad_checkpoint_signature"
-TILE_MISMATCH = "tile_mismatch"
-
-
-class LogFindingKind(StrEnum):
-    """The log's finding kinds, until `ledger.findings.FindingKind` lists them itself."""
-
-    ROOT_MISMATCH = ROOT_MISMATCH
-    TRUNCATED = TRUNCATED
-    INCONSISTENT_CHECKPOINTS = INCONSISTENT_CHECKPOINTS
-    BAD_CHECKPOINT_SIGNATURE = BAD_CHECKPOINT_SIGNATURE
-    TILE_MISMATCH = TILE_MISMATCH
+ROOT_MISMATCH = FindingKind.ROOT_MISMATCH.value
+TRUNCATED = FindingKind.TRUNCATED.value
+INCONSISTENT_CHECKPOINTS = FindingKind.INCONSISTENT_CHECKPOINTS.value
+BAD_CHECKPOINT_SIGNATURE = FindingKind.BAD_CHECKPOINT_SIGNATURE.value
+TILE_MISMATCH = FindingKind.TILE_MISMATCH.value
 
 
 def _finding(kind: str, position: int | None, detail: str) -> Finding:
-    try:
-        value = FindingKind(kind)
-    except ValueError:  # not (yet) a member of FindingKind; same string value
-        value = cast(FindingKind, LogFindingKind(kind))
-    return Finding(value, position, None, None, detail)
+    return Finding(FindingKind(kind), position, None, None, detail)
 
 
 def _quote(note: bytes) -> str:
