@@ -247,8 +247,9 @@ def cosign_checkpoint(
     """Submit a published checkpoint to every witness; store and return the cosigned note.
 
     `signed_checkpoint` MUST have the body of DIR/checkpoints/<size>. `previous_size` is the
-    size to submit as `old` (None: per witness, the last size it cosigned here); a 409 resends
-    from the witness's size. Returns the stored note (all verified cosignatures so far); raises
+    size to submit as `old` (None: per witness, the last size it cosigned here, and a witness
+    whose cosignature of this checkpoint is already stored is skipped); a 409 resends from the
+    witness's size. Returns the stored note (all verified cosignatures so far); raises
     `CosignIncomplete` (after storing what was obtained) if any witness did not cosign.
     """
     plain = SignedNote.parse(signed_checkpoint)
@@ -260,7 +261,11 @@ def cosign_checkpoint(
     gathered: list[NoteSignature] = []
     failures: list[CosignFailure] = []
     for witness in configured:
-        old = last_cosigned_size(ledger_dir, witness) if previous_size is None else previous_size
+        old = previous_size
+        if old is None:
+            old = last_cosigned_size(ledger_dir, witness)
+            if old == size:  # its cosignature of this checkpoint is stored already
+                continue
         try:
             gathered.append(
                 _cosign_one(

@@ -1,12 +1,18 @@
-"""`neikong witness …`: the inspectorate's witness (registered on `ops.cli.main`).
+"""`neikong witness …` and `neikong cosign` (registered on `ops.cli.main`).
 
-A witness directory holds `witness.key` (PEM, mode 0600), `witness.json` (its name),
-`state.json` (last cosigned checkpoint per log, replaced atomically), `state.evidence.jsonl`
-(refused inconsistent checkpoints, both signed notes) and `state.lock`.
+The inspectorate's side: `witness init/vkey/serve`. A witness directory holds `witness.key`
+(PEM, mode 0600), `witness.json` (its name), `state.json` (last cosigned checkpoint per log,
+replaced atomically), `state.evidence.jsonl` (refused inconsistent checkpoints, both signed
+notes) and `state.lock`.
+
+The ledger's side: `witness add` (DIR/witnesses.json) and `cosign` (submit the latest
+checkpoint to every witness, keep the verified cosignatures in DIR/checkpoints/<size>.cosigned);
+`cosign_published` is the same for a sealer's `on_publish` hook.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -18,11 +24,26 @@ from typing import NoReturn
 import click
 
 from ledger.keys import generate_private_key, load_private_key, raw_public_key, write_private_key
-from ledger.note import SIG_TYPE_COSIGNATURE, SIG_TYPE_ED25519, NoteError, note_key_hash, parse_vkey
+from ledger.note import (
+    SIG_TYPE_COSIGNATURE,
+    SIG_TYPE_ED25519,
+    NoteError,
+    NoteSignature,
+    note_key_hash,
+    parse_vkey,
+)
 from ledger.note import vkey as format_vkey
+from ledger.sealer import PublishedCheckpoint, list_checkpoints, read_checkpoint
 from ledger.witness import Witness, WitnessStateError
-from ops.cli import EXIT_CODES_HELP, EXIT_OPERATIONAL, main
-from ops.witness_server import ADD_CHECKPOINT_PATH, make_server
+from ledger.witnessing import (
+    CosignIncomplete,
+    add_witness,
+    cosign_checkpoint,
+    load_witnesses,
+    tile_proof_provider,
+)
+from ops.cli import EXIT_CODES_HELP, EXIT_OPERATIONAL, EXIT_TAMPER, _open, ledger_option, main
+from ops.witness_server import ADD_CHECKPOINT_PATH, make_server, submit_checkpoint
 
 KEY_FILE, CONFIG_FILE, STATE_FILE = "witness.key", "witness.json", "state.json"
 
@@ -153,3 +174,94 @@ def witness_serve(wdir: Path, listen: str, logs: tuple[str, ...], quiet: bool) -
         finally:
             server.server_close()
     click.echo("witness stopped", err=True)
+
+
+# --- the ledger's side ------------------------------------------------------------------------
+
+
+@witness.command("add", epilog=EXIT_CODES_HELP)
+@ledger_option
+@click.option("--name", required=True, help="A label for the witness in DIR/witnesses.json.")
+@click.option("--url", required=True, help="Its submission URL (http(s)://HOST:PORT[/prefix]).")
+@click.option("--vkey", required=True, help="Its cosignature vkey (`neikong witness vkey`).")
+def witness_add(ledger_dir: Path | None, name: str, url: str, vkey: str) -> None:
+    """Make the ledger submit its checkpoints to a witness (adds it to DIR/witnesses.json).
+
+    An existing entry of the same name is replaced.
+    """
+    with _open(ledger_dir) as ledger:
+        try:
+            added = add_witness(ledger.directory, name, url, vkey)
+        except ValueError as exc:  # NoteError included
+            raise click.BadParameter(str(exc)) from None
+        click.echo(f"witness {added.name} ({added.key.name}) at {added.url} added")
+
+
+def _submitter(timeout: float) -> functools.partial[list[NoteSignature]]:
+    return functools.partial(submit_checkpoint, timeout=timeout)
+
+
+def cosign_published(
+    ledger_dir: Path, checkpoint: PublishedCheckpoint, *, timeout: float = 10.0
+) -> None:
+    """`on_publish` hook of a sealer: have the configured witnesses cosign `checkpoint`.
+
+    Does nothing without witnesses; a witness that fails is reported on stderr and never
+    stops the sealer (`neikong cosign` catches up later).
+    """
+    if not load_witnesses(ledger_dir):
+        return
+    try:
+        note = cosign_checkpoint(
+            ledger_dir,
+            checkpoint.note,
+            None,
+            tile_proof_provider(ledger_dir, checkpoint.size),
+            submit=_submitter(timeout),
+        )
+    except CosignIncomplete as exc:
+        for failure in exc.failures:
+            click.echo(
+                f"neikong: cosign {checkpoint.size}: witness {failure.witness}: "
+                f"{failure.kind}: {failure.detail}",
+                err=True,
+            )
+        return
+    click.echo(f"cosigned {checkpoint.size}: {len(note.signatures) - 1} cosignatures", err=True)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@ledger_option
+@click.option("--timeout", type=click.FloatRange(0.1), default=10.0, show_default=True)
+def cosign(ledger_dir: Path | None, timeout: float) -> None:
+    """Have every witness in DIR/witnesses.json cosign the latest checkpoint.
+
+    Witnesses whose cosignature of it is stored already are skipped; each new cosignature is
+    verified against the witness's vkey before it is added to DIR/checkpoints/<size>.cosigned.
+    Exit code 1 if a witness holds a conflicting checkpoint or answers a bad cosignature
+    (tamper evidence), 3 if one is unreachable or refuses for another reason.
+    """
+    with _open(ledger_dir) as ledger:
+        directory = ledger.directory
+    sizes = list_checkpoints(directory)
+    if not sizes:
+        _fail(f"{directory} has no checkpoint yet; run `neikong seal --once` first")
+    if not load_witnesses(directory):
+        _fail("no witnesses configured; add one with `neikong witness add`")
+    latest = read_checkpoint(directory, sizes[-1])
+    try:
+        note = cosign_checkpoint(
+            directory,
+            latest.note,
+            None,
+            tile_proof_provider(directory, latest.size),
+            submit=_submitter(timeout),
+        )
+    except CosignIncomplete as exc:
+        for failure in exc.failures:
+            click.echo(f"witness {failure.witness}: {failure.kind}: {failure.detail}", err=True)
+        stored = len(exc.note.signatures) - 1 if exc.note else 0
+        click.echo(f"checkpoint {latest.size}: {stored} cosignatures stored, some missing")
+        sys.exit(EXIT_TAMPER if any(f.tamper for f in exc.failures) else EXIT_OPERATIONAL)
+    names = [s.name for s in note.signatures[1:]]
+    click.echo(f"checkpoint {latest.size} cosigned by {', '.join(names) or 'nobody'}")
