@@ -27,7 +27,7 @@ import kafka.errors as kafka_errors
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from producers.kafka_transport import kafka_errors_translated
+from producers.kafka_transport import kafka_client_created, kafka_errors_translated
 
 __all__ = ["KafkaRecordSource", "Origin"]
 
@@ -70,7 +70,7 @@ class KafkaRecordSource:
         if client_id:
             settings["client_id"] = client_id
         settings.update(extra or {})
-        with kafka_errors_translated(f"connecting a consumer of {topic} to {bootstrap}"):
+        with kafka_client_created(f"connecting a consumer of {topic} to {bootstrap}"):
             self._consumer = KafkaConsumer(topic, **settings)
         self._polled: deque[Origin] = deque()  # handed out, not committed, in order
         self._committed: dict[TopicPartition, int] = {}

@@ -18,8 +18,10 @@ Guarantees:
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ __all__ = [
     "TopicSpec",
     "delete_topics",
     "ensure_topics",
+    "kafka_client_created",
     "kafka_errors_translated",
     "producer_settings",
     "translate_kafka_error",
@@ -52,7 +55,9 @@ def translate_kafka_error(exc: BaseException, doing: str = "Kafka") -> NeikongEr
     if isinstance(exc, NeikongError):
         return exc
     text = f"{doing}: {type(exc).__name__}: {exc}"
-    if isinstance(exc, kafka_errors.MessageSizeTooLargeError | kafka_errors.RecordTooLargeError):
+    if isinstance(
+        exc, kafka_errors.MessageSizeTooLargeError | kafka_errors.RecordListTooLargeError
+    ):
         return MalformedInput(ReasonCode.TOO_LARGE, text)
     if isinstance(exc, kafka_errors.KafkaError):
         if exc.retriable or isinstance(exc, kafka_errors.NodeNotReadyError):
@@ -80,6 +85,21 @@ def kafka_errors_translated(doing: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise translate_kafka_error(exc, doing) from exc
+
+
+@contextmanager
+def kafka_client_created(doing: str) -> Iterator[None]:
+    """Like `kafka_errors_translated`, for a client constructor. kafka-python 3.0.12 does not
+    close the client it made when its constructor fails (no broker): its sockets are collected
+    here, quietly, instead of warning later at an arbitrary point."""
+    try:
+        with kafka_errors_translated(doing):
+            yield
+    except NeikongError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        raise
 
 
 def producer_settings(
@@ -130,7 +150,7 @@ class KafkaTransport:
             linger_ms=linger_ms,
             extra=extra,
         )
-        with kafka_errors_translated(f"connecting a producer to {bootstrap}"):
+        with kafka_client_created(f"connecting a producer to {bootstrap}"):
             self._producer = KafkaProducer(**settings)
         self._lock = threading.Lock()
         self._error: NeikongError | None = None
@@ -239,7 +259,7 @@ class TopicSpec:
 def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> dict[str, str]:
     """Create each topic unless it exists; return name -> "created" | "exists"."""
     result: dict[str, str] = {}
-    with kafka_errors_translated(f"connecting an admin client to {bootstrap}"):
+    with kafka_client_created(f"connecting an admin client to {bootstrap}"):
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         for spec in specs:
@@ -265,8 +285,9 @@ def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> dict[str, str]:
 
 def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
     """Delete topics (tests and benchmarks clean up after themselves)."""
-    with kafka_errors_translated(f"deleting topics {', '.join(names)}"):
+    with kafka_client_created(f"connecting an admin client to {bootstrap}"):
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    with kafka_errors_translated(f"deleting topics {', '.join(names)}"):
         try:
             admin.delete_topics(list(names), timeout_ms=30_000)
         finally:
