@@ -30,9 +30,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import cast
 
 from ledger.errors import NeikongError
 from ledger.findings import Finding, FindingKind
@@ -75,8 +73,8 @@ __all__ = [
 WITNESSES_FILE = "witnesses.json"
 COSIGNED_SUFFIX = ".cosigned"
 LOCK_FILE = "cosign.lock"
-BAD_COSIGNATURE = "bad_cosignature"
-MISSING_COSIGNATURE = "missing_cosignature"
+BAD_COSIGNATURE = FindingKind.BAD_COSIGNATURE
+MISSING_COSIGNATURE = FindingKind.MISSING_COSIGNATURE
 MAX_ATTEMPTS = 3
 
 Submitter = Callable[[str, int, Sequence[bytes], bytes], list[NoteSignature]]
@@ -84,13 +82,6 @@ Submitter = Callable[[str, int, Sequence[bytes], bytes], list[NoteSignature]]
 
 ProofProvider = Callable[[int, int], list[bytes]]
 """(old size, new size) -> RFC 9162 consistency proof, for 0 < old < new."""
-
-
-class WitnessFindingKind(StrEnum):
-    """The witnessing finding kinds, until `ledger.findings.FindingKind` lists them itself."""
-
-    BAD_COSIGNATURE = BAD_COSIGNATURE
-    MISSING_COSIGNATURE = MISSING_COSIGNATURE
 
 
 @dataclass(frozen=True)
@@ -381,12 +372,8 @@ def _replace(path: Path, data: bytes) -> None:
 # --- verification -----------------------------------------------------------------------------
 
 
-def _finding(kind: str, position: int | None, detail: str) -> Finding:
-    try:
-        value = FindingKind(kind)
-    except ValueError:  # not (yet) a member of FindingKind; same string value
-        value = cast(FindingKind, WitnessFindingKind(kind))
-    return Finding(value, position, None, None, detail)
+def _finding(kind: FindingKind, position: int | None, detail: str) -> Finding:
+    return Finding(kind, position, None, None, detail)
 
 
 def verify_cosignatures(

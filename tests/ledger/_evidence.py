@@ -72,7 +72,8 @@ def build_demo(
         run_simulation(ledger, signers, events=events, seed=seed, workers=0)
         witness = open_witness(ledger, root / "witness" / "state.json")
         with witness:
-            add_witness(directory, "inspectorate", WITNESS_URL, witness.vkey)
+            if cosign:
+                add_witness(directory, "inspectorate", WITNESS_URL, witness.vkey)
 
             def on_publish(cp: PublishedCheckpoint) -> None:
                 published.append(cp.size)
