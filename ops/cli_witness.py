@@ -45,6 +45,8 @@ from ledger.witnessing import (
 from ops.cli import EXIT_CODES_HELP, EXIT_OPERATIONAL, EXIT_TAMPER, _open, ledger_option, main
 from ops.witness_server import ADD_CHECKPOINT_PATH, make_server, submit_checkpoint
 
+__all__ = ["cosign_published"]
+
 KEY_FILE, CONFIG_FILE, STATE_FILE = "witness.key", "witness.json", "state.json"
 
 dir_option = click.option(
