@@ -119,14 +119,16 @@ def bundle_checkpoint(ledger: Ledger, first_position: int, size: int | None = No
                 f"checkpoint {size} precedes the case (first at {first_position})"
             )
         return _attributable(ledger, size, witnesses)
-    candidates = [s for s in reversed(sizes) if s >= first_position]
-    notes = [_attributable(ledger, s, witnesses) for s in candidates]
-    for note in notes:
+    fallback = None
+    for candidate in reversed(sizes):
+        if candidate < first_position:
+            break
+        note = _attributable(ledger, candidate, witnesses)
         if witnesses and len(note.witnesses) == len(witnesses):
             return note
-    for note in notes:
-        if note.witnesses:
-            return note
+        fallback = fallback or (note if note.witnesses else None)
+    if fallback is not None:
+        return fallback
     raise BundleExportError(
         "no cosigned checkpoint covers the case; run `neikong seal` and `neikong cosign`, "
         "or name an uncosigned checkpoint with --checkpoint"

@@ -56,9 +56,18 @@ def export(
             click.echo(f"neikong: TAMPER EVIDENCE: {exc}", err=True)
             sys.exit(EXIT_TAMPER)
         written = write_bundle(bundle, out)
+        info = ledger.store.stream_info(stream)
+        later = (info.length if info else 0) - len(bundle["events"])
         if trust_out is not None:
             trust_out.write_text(trust_text(ledger), encoding="utf-8")
     events, tree = len(bundle["events"]), bundle["inclusion"]["tree_size"]
+    if later > 0:
+        click.echo(
+            f"neikong: note: {later} later events of {stream} are not in checkpoint {tree} "
+            "(the bundle shows the case as it stood then; cosign a newer checkpoint to include "
+            "them)",
+            err=True,
+        )
     if not bundle["ledger_keys"]["witnesses"]:
         click.echo(
             f"neikong: warning: checkpoint {tree} is not cosigned by a configured witness; "

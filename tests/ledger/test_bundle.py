@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 import ops.cli_evidence  # noqa: F401  (registers export, verify-bundle, replay on main)
 from ledger import verify_bundle as vb
 from ledger.bundle import BundleExportError, export_bundle, replay_case, trust_text
+from ledger.bundle_bench import bundle_bench
 from ledger.envelope import SignedRecord
 from ledger.errors import VerificationError
 from ledger.keys import raw_public_key
@@ -399,3 +400,20 @@ def test_a_rewritten_record_is_not_included_and_cannot_be_exported(
     )
     assert result.exit_code == 1
     assert "NOT INCLUDED" in result.output
+
+
+def test_export_cli_notes_later_events_outside_the_checkpoint(
+    tmp_path: Path, demo: Demo, case: str
+):
+    out = tmp_path / "early.json"
+    args = ["export", "--ledger", str(demo.directory), "--case", case, "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--checkpoint", str(demo.checkpoints[0])])
+    assert result.exit_code == 0, result.output
+    assert "later events of" in result.output
+
+
+def test_bundle_bench_reports_size_and_verify_time(tmp_path: Path):
+    figures = bundle_bench(tmp_path, repeat=3)
+    assert figures["bundle_events"] == 20
+    assert 5_000 < figures["bundle_bytes"] < 100_000
+    assert 0 < figures["bundle_verify_ms"] < 1_000
