@@ -1237,7 +1237,7 @@ class _Verifier:
         log_hash = note_key_hash(self.checkpoint.origin, log_key.public_raw) if log_key else None
         signed: dict[str, int] = {}
         for sig in self.note.signatures:
-            if sig.name == self.checkpoint.origin and sig.key_hash == log_hash:
+            if sig.name == self.checkpoint.origin and log_hash in (None, sig.key_hash):
                 continue  # the log's own signature: checkpoint_signature
             match = known.get((sig.name, sig.key_hash))
             if match is None:
