@@ -158,14 +158,18 @@ class CosignIncomplete(NeikongError, RuntimeError):
 
 
 def load_witnesses(ledger_dir: Path) -> list[ConfiguredWitness]:
-    """The witnesses of DIR/witnesses.json (none if the file does not exist)."""
+    """The witnesses of DIR/witnesses.json (none if the file does not exist).
+
+    Raises `ValueError` if the file is not a list of {"name", "url", "vkey"} with valid vkeys.
+    """
+    path = ledger_dir / WITNESSES_FILE
     try:
-        raw = json.loads((ledger_dir / WITNESSES_FILE).read_text("utf-8"))
+        raw = json.loads(path.read_text("utf-8"))
+        return [ConfiguredWitness(str(w["name"]), str(w["url"]), str(w["vkey"])) for w in raw]
     except FileNotFoundError:
         return []
-    if not isinstance(raw, list):
-        raise ValueError(f"{ledger_dir / WITNESSES_FILE} is not a JSON list")
-    return [ConfiguredWitness(str(w["name"]), str(w["url"]), str(w["vkey"])) for w in raw]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is malformed: {exc}") from exc
 
 
 def add_witness(ledger_dir: Path, name: str, url: str, vkey: str) -> ConfiguredWitness:

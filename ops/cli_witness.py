@@ -248,7 +248,11 @@ def cosign(ledger_dir: Path | None, timeout: float) -> None:
     sizes = list_checkpoints(directory)
     if not sizes:
         _fail(f"{directory} has no checkpoint yet; run `neikong seal --once` first")
-    if not load_witnesses(directory):
+    try:
+        configured = load_witnesses(directory)
+    except ValueError as exc:
+        _fail(str(exc))
+    if not configured:
         _fail("no witnesses configured; add one with `neikong witness add`")
     latest = read_checkpoint(directory, sizes[-1])
     try:

@@ -101,6 +101,15 @@ def test_add_witness_validates_and_replaces(directory: Path, witness: Witness):
     ]
 
 
+def test_a_malformed_witness_file_is_refused(directory: Path):
+    (directory / "witnesses.json").write_text('[{"name": "w"}]')
+    with pytest.raises(ValueError, match="malformed"):
+        load_witnesses(directory)
+    result = CliRunner().invoke(main, ["cosign", "--ledger", str(directory)])
+    assert result.exit_code == 3
+    assert "malformed" in result.output
+
+
 # --- cosigning --------------------------------------------------------------------------------
 
 
