@@ -764,6 +764,14 @@ def _canonical_vkey(text: str) -> str:
     return f"{name}+{key_hash.hex()}+{_b64encode(bytes([sig_type]) + public)}"
 
 
+def _vkey_key(text: str) -> tuple[str, bytes] | None:
+    """(name, public key) of a vkey, None if it does not parse."""
+    try:
+        return parse_vkey(text)[:2]
+    except NoteError:
+        return None
+
+
 def _witness_vkey(value: Any, where: str) -> str:
     text = _str(value, where)
     try:
@@ -948,6 +956,14 @@ class Verdict:
             "trusted": self.trusted,
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
         }
+
+
+def _utc(timestamp: int) -> str:
+    """A cosignature timestamp as UTC time (the raw number if it is beyond the calendar)."""
+    try:
+        return f"{datetime.fromtimestamp(timestamp, UTC):%Y-%m-%dT%H:%M:%SZ}"
+    except (OverflowError, OSError, ValueError):
+        return f"{timestamp} s"
 
 
 def _result(name: str, problems: Sequence[str], success: str) -> Check:
@@ -1210,7 +1226,7 @@ class _Verifier:
             except NoteError as exc:
                 problems.append(str(exc))
             if self.trust and self.trust.checkpoint_keys:
-                pinned = {parse_vkey(v)[:2] for v in self.trust.checkpoint_keys}
+                pinned = {_vkey_key(v) for v in self.trust.checkpoint_keys}
                 if (cp.origin, key.public_raw) not in pinned:
                     problems.append(f"the checkpoint key is not pinned by {self.trust.source}")
         signer = key.key_id.hex()[:16] if key else "?"
@@ -1263,10 +1279,7 @@ class _Verifier:
                 problems.append(f"{len(good)} of the trusted witnesses cosigned, {need} required")
         elif not good:
             problems.append("the checkpoint carries no witness cosignature")
-        times = ", ".join(
-            f"{t.split('+')[0]} at {datetime.fromtimestamp(signed[t], UTC):%Y-%m-%dT%H:%M:%SZ}"
-            for t in sorted(good)
-        )
+        times = ", ".join(f"{t.split('+')[0]} at {_utc(signed[t])}" for t in sorted(good))
         source = "trusted" if self.trust else "untrusted: keys from the bundle"
         return _result("cosignatures", problems, f"cosigned by {times or 'nobody'} ({source})")
 
