@@ -234,7 +234,13 @@ def cosign_published(
 
 @main.command(epilog=EXIT_CODES_HELP)
 @ledger_option
-@click.option("--timeout", type=click.FloatRange(0.1), default=10.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for each witness's answer.",
+)
 def cosign(ledger_dir: Path | None, timeout: float) -> None:
     """Have every witness in DIR/witnesses.json cosign the latest checkpoint.
 
