@@ -49,7 +49,6 @@ __all__ = [
     "BundleExportError",
     "CaseReplay",
     "ReplayedEvent",
-    "bundle_checkpoint",
     "export_bundle",
     "replay_case",
     "trust_text",
@@ -81,6 +80,7 @@ class _Note:
 def _attributable(ledger: Ledger, size: int, witnesses: list[ConfiguredWitness]) -> _Note:
     """The checkpoint of `size` (cosigned if stored so) with only verifiable signatures."""
     plain = read_checkpoint(ledger.directory, size)
+    plain_note = SignedNote.parse(plain.note)
     origin = ledger.config.origin
     valid = [
         k for k in signing_keys(plain.note, origin, ledger.registry) if key_valid_for_size(k, size)
@@ -89,11 +89,11 @@ def _attributable(ledger: Ledger, size: int, witnesses: list[ConfiguredWitness])
         raise VerificationError(f"checkpoint {size} is not signed by a valid checkpoint key")
     key = valid[0]
     log_hash = note_key_hash(origin, key.public_raw)
-    cosigned = read_cosigned(ledger.directory, size) or SignedNote.parse(plain.note)
+    cosigned = read_cosigned(ledger.directory, size)
+    if cosigned is None or cosigned.body != plain_note.body:  # `verify` reports the latter
+        cosigned = plain_note
     kept: list[NoteSignature] = [
-        s
-        for s in SignedNote.parse(plain.note).signatures
-        if (s.name, s.key_hash) == (origin, log_hash)
+        s for s in plain_note.signatures if (s.name, s.key_hash) == (origin, log_hash)
     ][:1]
     vkeys = []
     for witness in witnesses:
@@ -105,7 +105,7 @@ def _attributable(ledger: Ledger, size: int, witnesses: list[ConfiguredWitness])
     return _Note(size, SignedNote(cosigned.body, tuple(kept)), key.key_id, tuple(sorted(vkeys)))
 
 
-def bundle_checkpoint(ledger: Ledger, first_position: int, size: int | None = None) -> _Note:
+def _choose_checkpoint(ledger: Ledger, first_position: int, size: int | None = None) -> _Note:
     """The checkpoint a bundle is made against: `size` if given (it MUST be published), else
     the latest cosigned by every configured witness, else the latest cosigned by any."""
     sizes = list_checkpoints(ledger.directory)
@@ -173,7 +173,7 @@ def export_bundle(
     rows = ledger.store.stream_rows(stream)
     if not rows or stream == REGISTRY_STREAM:
         raise BundleExportError(f"no case stream {stream!r} in this ledger")
-    chosen = bundle_checkpoint(ledger, rows[0][0], checkpoint_size)
+    chosen = _choose_checkpoint(ledger, rows[0][0], checkpoint_size)
     size = chosen.size
     events = [(p, r) for p, r in rows if p <= size]
     reader = TileHashReader(TileStore(ledger.directory / TILES_DIR), size)
