@@ -37,10 +37,11 @@ from ledger.keys import public_key_from_raw, verify_signature
 from ledger.precheck import Checked, Rejected, precheck, precheck_many
 from ledger.reasons import ReasonCode
 from ledger.registry import REGISTRY_STREAM, REGISTRY_TYPES, KeyRegistry
+from ledger.registry_fold import load_registry
 from ledger.side_tables import ParkedRow, SideWrites
 from ledger.store import LedgerStore, StreamInfo
 
-__all__ = ["AppendConfig", "Appender", "Outcome", "fold_registry"]
+__all__ = ["AppendConfig", "Appender", "Outcome"]
 
 log = logging.getLogger("neikong.appender")
 
@@ -159,7 +160,7 @@ class Appender:
         self._parked: dict[bytes, ParkedRow] = {p.digest: p for p in self.store.parked()}
         self._reindex_parked()
         if self.registry.last_position < self._base:
-            fold_registry(self.store, self.registry, after=self.registry.last_position)
+            load_registry(self.store, self.registry)  # changes appended by another writer
 
     def _reindex_parked(self) -> None:
         self._parked_by_stream = {(p.stream, p.stream_seq): d for d, p in self._parked.items()}
@@ -624,13 +625,3 @@ class Appender:
 
 def _genesis_public(registry: KeyRegistry, env: Envelope) -> Ed25519PublicKey:
     return public_key_from_raw(registry.genesis_public(env))
-
-
-def fold_registry(store: LedgerStore, registry: KeyRegistry, after: int = 0) -> None:
-    """Fold registry events stored after position `after` into `registry`."""
-    for position, record in store.stream_rows(REGISTRY_STREAM):
-        if position <= after:
-            continue
-        item = precheck(record, 1 << 30, {})
-        if isinstance(item, Checked):
-            registry.apply(item.envelope, position)

@@ -49,6 +49,8 @@ def _reject_constant(text: str) -> Any:
 
 
 def _parse_int(text: str) -> int:
+    if len(text) > 17:  # beyond ±(2**53-1) for sure; also spares int() a 4300-digit error
+        raise MalformedInput(ReasonCode.MALFORMED_JSON, f"integer out of I-JSON range: {text[:40]}")
     value = int(text)
     if abs(value) > MAX_SAFE_INT:
         raise MalformedInput(ReasonCode.MALFORMED_JSON, f"integer out of I-JSON range: {text[:40]}")

@@ -17,12 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ledger.appender import AppendConfig, Appender, Outcome, fold_registry
+from ledger.appender import AppendConfig, Appender, Outcome
 from ledger.builder import build_body, new_event_id, utc_timestamp
 from ledger.envelope import MAX_RECORD_BYTES, b64
 from ledger.errors import LedgerNotFound, NeikongError
 from ledger.keys import Signer, generate_private_key, key_id_of, write_private_key
 from ledger.registry import ADMIN_SCOPE, ADMIN_SYSTEM, REGISTRY_STREAM, KeyRegistry, KeyScope
+from ledger.registry_fold import load_registry
 from ledger.store import LedgerStore, StoreConfig
 
 __all__ = ["CONFIG_FILE", "Ledger", "LedgerConfig"]
@@ -55,9 +56,17 @@ class Ledger:
         self.directory = directory
         self.config = config
         self.store = store
-        self.registry = KeyRegistry(bytes.fromhex(config.root_key_id))
-        fold_registry(store, self.registry)
+        self._registry: KeyRegistry | None = None
         self._appender: Appender | None = None
+
+    @property
+    def registry(self) -> KeyRegistry:
+        """The key registry, folded and checked on first use (VerificationError if tampered)."""
+        if self._registry is None:
+            self._registry = load_registry(
+                self.store, KeyRegistry(bytes.fromhex(self.config.root_key_id))
+            )
+        return self._registry
 
     # -- creation and opening --------------------------------------------------------------
 

@@ -104,6 +104,11 @@ class KeyEntry:
             self._public = public_key_from_raw(self.public_raw)
         return self._public
 
+    def __getstate__(self) -> dict[str, Any]:  # the OpenSSL key object does not pickle
+        state = dict(self.__dict__)
+        state["_public"] = None
+        return state
+
     def valid_at(self, position: int) -> bool:
         return self.enrolled_at < position and (self.ended_at is None or position < self.ended_at)
 

@@ -39,7 +39,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.appender import fold_registry
 from ledger.errors import NeikongError, VerificationError
 from ledger.keys import Signer
 from ledger.ledger import Ledger
@@ -47,6 +46,7 @@ from ledger.merkle import ProofError, verify_consistency
 from ledger.merkle_proofs import consistency_proof, tree_root
 from ledger.note import Checkpoint, NoteError, SignedNote, sign_note, verify_note_signature
 from ledger.registry import KeyEntry, KeyRegistry, KeyScope
+from ledger.registry_fold import load_registry
 from ledger.tiles import TileBuilder, TileError, TileHashReader, TileStore
 
 __all__ = [
@@ -431,8 +431,7 @@ class Sealer:
         return entry.enrolled_at <= size
 
     def _refresh_registry(self) -> None:
-        registry = self.ledger.registry
-        fold_registry(self.ledger.store, registry, after=registry.last_position)
+        load_registry(self.ledger.store, self.ledger.registry)
 
 
 def _acquire_lock(path: Path) -> int:

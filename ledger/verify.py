@@ -43,6 +43,7 @@ from ledger.keys import verify_signature
 from ledger.precheck import public_key
 from ledger.reasons import ReasonCode
 from ledger.registry import REGISTRY_STREAM, REGISTRY_TYPES, KeyRegistry
+from ledger.registry_fold import check_genesis, fold_registry_rows
 from ledger.store import StoreConfig, stream_id_hex, stream_uuid
 
 __all__ = [
@@ -206,12 +207,7 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
     problem = registry.check(signed.key_id, env, position)
     entry = registry.lookup(signed.key_id)
     if env.type == "ledger.genesis":
-        if position != 1 or signed.key_id != registry.root_key_id:
-            found(FindingKind.BAD_GENESIS, "genesis must be at position 1, by the trusted root")
-        if entry is not None and not verify_signature(
-            entry.public_key, signed.signature, signed.signing_message
-        ):
-            found(FindingKind.BAD_SIGNATURE, "Ed25519 signature does not verify")
+        out.extend(check_genesis(position, signed, env, registry.root_key_id))
         return out, env
     if problem is not None:
         kind = {
@@ -270,6 +266,16 @@ def _pass_a(lo: int, hi: int) -> tuple[int, list[Finding], list[Run], int]:
                     env.stream,
                 )
             )
+    if expected < hi:  # rows missing at the end of the chunk
+        findings.append(
+            Finding(
+                FindingKind.MISSING_POSITION,
+                expected,
+                None,
+                None,
+                f"positions {expected}…{hi - 1} are missing",
+            )
+        )
     return lo, findings, runs, count
 
 
@@ -357,29 +363,9 @@ def _stream_ranges(parts: int) -> list[tuple[str, str | None]]:
 def fold_registry_checked(reader: _Reader, root_key_id: bytes, report: VerifyReport) -> KeyRegistry:
     """Build the registry from `ledger/keys`, checking each change at its position."""
     registry = KeyRegistry(root_key_id)
-    for row in reader.stream(REGISTRY_STREAM):
-        findings, env = check_record(row, registry)
-        for f in findings:
-            report.add(f)
-        if env is None or findings:
-            continue
-        problem = registry.validate_change(env, row[0])
-        if problem is not None:
-            report.add(
-                Finding(FindingKind.REGISTRY_INVALID, row[0], env.stream, env.event_id, problem)
-            )
-            continue
-        registry.apply(env, row[0])
-    if not registry.keys:
-        report.add(
-            Finding(
-                FindingKind.BAD_GENESIS,
-                1,
-                REGISTRY_STREAM,
-                None,
-                "no genesis signed by the trusted root key",
-            )
-        )
+    rows = ((position, record) for position, _, _, record in reader.stream(REGISTRY_STREAM))
+    for finding in fold_registry_rows(registry, rows):
+        report.add(finding)
     return registry
 
 
@@ -390,15 +376,23 @@ def verify_ledger(
     workers: int | None = None,
     stream: str | None = None,
     progress: Callable[[int], None] | None = None,
-    extra_checks: Sequence[Callable[[], list[Finding]]] = (),
+    extra_checks: Sequence[Callable[[KeyRegistry], list[Finding]]] = (),
 ) -> VerifyReport:
-    """Verify the ledger; `extra_checks` (e.g. the Merkle log) run in a thread meanwhile."""
+    """Verify the ledger.
+
+    `extra_checks` (e.g. the Merkle log) get the registry as checked here and run in a thread
+    while the event passes run in the process pool.
+    """
     report = VerifyReport()
+    reader = _Reader(config)
+    try:
+        registry = fold_registry_checked(reader, root_key_id, report)
+        report.max_position = reader.max_position()
+    finally:
+        reader.close()
     with ThreadPoolExecutor(1, thread_name_prefix="neikong-verify-extra") as extra:
-        running = [extra.submit(check) for check in extra_checks]
-        _verify_events(
-            config, root_key_id, report, workers=workers, stream=stream, progress=progress
-        )
+        running = [extra.submit(check, registry) for check in extra_checks]
+        _verify_events(config, registry, report, workers=workers, stream=stream, progress=progress)
         for fut in running:
             for finding in fut.result():
                 report.add(finding)
@@ -407,18 +401,16 @@ def verify_ledger(
 
 def _verify_events(
     config: StoreConfig,
-    root_key_id: bytes,
+    registry: KeyRegistry,
     report: VerifyReport,
     *,
     workers: int | None,
     stream: str | None,
     progress: Callable[[int], None] | None,
 ) -> None:
-    reader = _Reader(config)
-    try:
-        registry = fold_registry_checked(reader, root_key_id, report)
-        report.max_position = reader.max_position()
-        if stream is not None:
+    if stream is not None:
+        reader = _Reader(config)
+        try:
             rows = list(reader.stream(stream))
             for row in rows:
                 findings, _ = check_record(row, registry)
@@ -431,8 +423,8 @@ def _verify_events(
             if progress:
                 progress(len(rows) * 2)
             return
-    finally:
-        reader.close()
+        finally:
+            reader.close()
     workers = workers if workers is not None else (os.cpu_count() or 1)
     _run_parallel(config, registry, report, max(1, workers), progress)
 

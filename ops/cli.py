@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ledger.errors import NeikongError
 from ledger.ledger import Ledger
-from ledger.log_verify import verify_ledger_log
+from ledger.log_verify import verify_log
 from ledger.registry import KeyScope
 from ledger.verify import VerifyReport, verify_ledger
 from ops.config import default_ledger_dir
@@ -321,7 +321,15 @@ def verify(
     with _open(ledger_dir) as ledger:
         root = bytes.fromhex(root_key_id or ledger.config.root_key_id)
         total = ledger.store.max_position() * (1 if stream else 2)
-        extra = [] if stream else [lambda: verify_ledger_log(ledger)]
+        extra = (
+            []
+            if stream
+            else [
+                lambda registry: verify_log(
+                    ledger.store, registry, ledger.config.origin, ledger.directory
+                )
+            ]
+        )
         with progress_bar(total, "verify") as update:
             report = verify_ledger(
                 ledger.store.config,
