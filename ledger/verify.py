@@ -55,6 +55,9 @@ __all__ = [
 ]
 
 CHUNK = 4000
+# A witness that has not cosigned the latest checkpoint yet (offline, slow) is worth saying,
+# but is not evidence that the log was tampered with.
+WARNING_KINDS = frozenset({FindingKind.MISSING_COSIGNATURE})
 MAX_FINDINGS = 1000
 
 Row = tuple[int, str, int, bytes]  # position, stream id hex, version, record
@@ -67,6 +70,7 @@ class VerifyReport:
     producers: dict[str, int] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     finding_counts: dict[str, int] = field(default_factory=dict)
+    warnings: list[Finding] = field(default_factory=list)  # not tamper evidence
     max_position: int = 0
 
     @property
@@ -74,6 +78,10 @@ class VerifyReport:
         return not self.finding_counts
 
     def add(self, finding: Finding) -> None:
+        if finding.kind in WARNING_KINDS:
+            if len(self.warnings) < MAX_FINDINGS:
+                self.warnings.append(finding)
+            return
         self.finding_counts[finding.kind.value] = self.finding_counts.get(finding.kind.value, 0) + 1
         if len(self.findings) < MAX_FINDINGS:
             self.findings.append(finding)
@@ -87,6 +95,7 @@ class VerifyReport:
             "producers": self.producers,
             "finding_counts": self.finding_counts,
             "findings": [f.to_json() for f in self.findings],
+            "warnings": [w.to_json() for w in self.warnings],
             "findings_truncated": sum(self.finding_counts.values()) > len(self.findings),
         }
 

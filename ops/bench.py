@@ -29,9 +29,11 @@ from typing import Any
 import psutil
 from eventsourcing.application import Application
 
+from ledger.bundle_bench import bundle_bench
 from ledger.envelope import SignedRecord
 from ledger.keys import public_key_from_raw
 from ledger.ledger import Ledger
+from ledger.log_bench import run_log_bench
 from ledger.store import RecordedEvent, RecordTranscoder
 from ledger.transport import InProcessChannel
 from ops.pipeline import emit_simulated, enrol_demo_producers
@@ -160,6 +162,10 @@ def run_bench(
         del records, batches
         log("bench: full verify…")
         verify_rate, peak_mb = _verify_subprocess(scratch / "ledger", workers)
+        log("bench: Merkle log (sealing, inclusion proofs on a 1M-leaf tree)…")
+        log_figures = run_log_bench(work_dir=scratch, log=log)
+        log("bench: evidence bundle of a 20-event case…")
+        bundle_figures = bundle_bench(scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {
@@ -174,4 +180,6 @@ def run_bench(
         "ingest_vs_raw_verify": round(ingest / raw_verify, 3),
         "verify_vs_raw_verify": round(verify_rate / raw_verify, 3),
         "ingest_vs_raw_append": round(ingest / raw_append, 3),
+        **log_figures,
+        **bundle_figures,
     }

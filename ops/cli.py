@@ -25,6 +25,7 @@ from ledger.ledger import Ledger
 from ledger.log_verify import verify_log
 from ledger.registry import KeyScope
 from ledger.verify import VerifyReport, verify_ledger
+from ledger.witnessing import verify_cosignatures
 from ops.config import default_ledger_dir
 
 EXIT_OK, EXIT_TAMPER, EXIT_USAGE, EXIT_OPERATIONAL = 0, 1, 2, 3
@@ -327,7 +328,8 @@ def verify(
             else [
                 lambda registry: verify_log(
                     ledger.store, registry, ledger.config.origin, ledger.directory
-                )
+                ),
+                lambda registry: verify_cosignatures(ledger.directory),
             ]
         )
         with progress_bar(total, "verify") as update:
@@ -347,6 +349,8 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
     if as_json:
         _emit_json(report.to_json())
         return
+    for w in report.warnings:
+        click.echo(f"warning: {w.kind.value:<24} {w.detail}")
     for f in report.findings:
         click.echo(
             f"{f.kind.value:<24} position={f.position} stream={f.stream} "
@@ -450,6 +454,7 @@ def bench(events: int, workers: int | None, work_dir: Path | None, as_json: bool
 
 
 # Command groups that live in their own modules register themselves on `main`.
+from ops import cli_evidence as _cli_evidence  # noqa: E402, F401
 from ops import cli_log as _cli_log  # noqa: E402, F401
 from ops import cli_witness as _cli_witness  # noqa: E402, F401
 

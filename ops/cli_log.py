@@ -19,10 +19,12 @@ import click
 
 from ledger.errors import VerificationError
 from ledger.note import NoteError
+from ledger.note import vkey as note_vkey
 from ledger.sealer import (
     TILES_DIR,
     PublishedCheckpoint,
     Sealer,
+    checkpoint_keys,
     ensure_checkpoint_key,
     key_valid_for_size,
     list_checkpoints,
@@ -79,6 +81,9 @@ def seal(ledger_dir: Path | None, every: int, interval: float, once: bool) -> No
 
     def announce(cp: PublishedCheckpoint) -> None:
         click.echo(f"checkpoint {cp.size} {_b64(cp.root)}")
+        from ops.cli_witness import cosign_published  # witnesses of DIR/witnesses.json, if any
+
+        cosign_published(ledger.directory, cp)
 
     with _open(ledger_dir) as ledger:
         signer = ensure_checkpoint_key(ledger)
@@ -116,7 +121,14 @@ def _stop_on_signals(stop: threading.Event) -> None:
 @main.command(epilog=EXIT_CODES_HELP)
 @ledger_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-def checkpoints(ledger_dir: Path | None, as_json: bool) -> None:
+@click.option(
+    "--vkey",
+    "show_vkey",
+    is_flag=True,
+    help="Print the note vkey of the active checkpoint key (what a witness is given as "
+    "ORIGIN=VKEY) and exit.",
+)
+def checkpoints(ledger_dir: Path | None, as_json: bool, show_vkey: bool) -> None:
     """List the published checkpoints (DIR/checkpoints) and check their signatures.
 
     Exit code 1 if a checkpoint is malformed or not signed by a checkpoint key valid at its
@@ -125,6 +137,14 @@ def checkpoints(ledger_dir: Path | None, as_json: bool) -> None:
     rows: list[dict[str, Any]] = []
     with _open(ledger_dir) as ledger:
         origin = ledger.config.origin
+        if show_vkey:
+            active = [k for k in checkpoint_keys(ledger.registry) if k.ended_at is None]
+            if not active:
+                raise click.ClickException(
+                    "no active checkpoint key; `neikong seal` creates and enrols one"
+                )
+            click.echo(f"{origin}={note_vkey(origin, active[-1].public_raw)}")
+            return
         for size in list_checkpoints(ledger.directory):
             try:
                 cp = read_checkpoint(ledger.directory, size)
