@@ -9,6 +9,7 @@ Exit codes (every command):
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sys
@@ -24,6 +25,7 @@ from ledger.errors import NeikongError
 from ledger.ledger import Ledger
 from ledger.log_verify import verify_log
 from ledger.registry import KeyScope
+from ledger.sealer import Sealer, ensure_checkpoint_key
 from ledger.verify import VerifyReport, verify_ledger
 from ledger.witnessing import verify_cosignatures
 from ops.config import default_ledger_dir
@@ -197,7 +199,6 @@ def keys_enrol(
     public_key: Path | None,
 ) -> None:
     """Enrol a new key NAME (written to DIR/keys/NAME.key, mode 0600)."""
-    import base64
 
     raw = None
     if public_key is not None:
@@ -278,8 +279,6 @@ def streams(ledger_dir: Path | None, prefix: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def dead_letters(ledger_dir: Path | None, limit: int, as_json: bool) -> None:
     """Rejected input with its reason code (the original bytes are kept)."""
-    import base64
-
     with _open(ledger_dir) as ledger:
         rows = ledger.store.dead_letters(limit)
         counts = ledger.store.dead_letter_counts()
@@ -321,28 +320,35 @@ def verify(
     """
     with _open(ledger_dir) as ledger:
         root = bytes.fromhex(root_key_id or ledger.config.root_key_id)
-        total = ledger.store.max_position() * (1 if stream else 2)
-        extra = (
-            []
-            if stream
-            else [
-                lambda registry: verify_log(
-                    ledger.store, registry, ledger.config.origin, ledger.directory
-                ),
-                lambda registry: verify_cosignatures(ledger.directory),
-            ]
-        )
-        with progress_bar(total, "verify") as update:
-            report = verify_ledger(
-                ledger.store.config,
-                root,
-                workers=workers,
-                stream=stream,
-                progress=update,
-                extra_checks=extra,
-            )
+        report = _verify_all(ledger, root, workers=workers, stream=stream)
     _print_report(report, as_json)
     sys.exit(EXIT_OK if report.intact else EXIT_TAMPER)
+
+
+def _verify_all(
+    ledger: Ledger, root: bytes, *, workers: int | None, stream: str | None = None
+) -> VerifyReport:
+    """Events (pool), then the Merkle log and cosignatures (a thread), with a progress bar."""
+    total = ledger.store.max_position() * (1 if stream else 2)
+    extra = (
+        []
+        if stream
+        else [
+            lambda registry: verify_log(
+                ledger.store, registry, ledger.config.origin, ledger.directory
+            ),
+            lambda registry: verify_cosignatures(ledger.directory),
+        ]
+    )
+    with progress_bar(total, "verify") as update:
+        return verify_ledger(
+            ledger.store.config,
+            root,
+            workers=workers,
+            stream=stream,
+            progress=update,
+            extra_checks=extra,
+        )
 
 
 def _print_report(report: VerifyReport, as_json: bool) -> None:
@@ -381,7 +387,8 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
 def demo(
     ledger_dir: Path | None, events: int, seed: int, workers: int | None, fresh: bool, as_json: bool
 ) -> None:
-    """The main job: create a ledger, enrol producers, append a synthetic run, verify it."""
+    """The main job: create a ledger, enrol producers, append a synthetic run, seal it into a
+    signed checkpoint, verify everything."""
     import os
 
     from ops.pipeline import enrol_demo_producers, run_simulation
@@ -396,11 +403,11 @@ def demo(
             stats = run_simulation(
                 ledger, signers, events=events, seed=seed, workers=workers, progress=update
             )
-        config, root = ledger.store.config, bytes.fromhex(ledger.config.root_key_id)
-        total = ledger.store.max_position() * 2
+        with Sealer(ledger, ensure_checkpoint_key(ledger)) as sealer:
+            checkpoint = sealer.seal_once()
         nstreams = len(ledger.store.streams("matter/"))
-    with progress_bar(total, "verify") as update:
-        report = verify_ledger(config, root, workers=max(1, workers), progress=update)
+        root = bytes.fromhex(ledger.config.root_key_id)
+        report = _verify_all(ledger, root, workers=max(1, workers))
     summary = {
         "ledger": str(directory),
         "events_published": stats.published,
@@ -408,6 +415,12 @@ def demo(
         "matter_streams": nstreams,
         "append_seconds": round(stats.seconds, 2),
         "append_per_s": round(stats.published / stats.seconds) if stats.seconds else None,
+        "checkpoint": {
+            "size": checkpoint.size,
+            "root": base64.b64encode(checkpoint.root).decode(),
+        }
+        if checkpoint
+        else None,
         "verify": "intact" if report.intact else "tamper_evidence",
         "verify_findings": report.finding_counts,
     }
@@ -421,6 +434,12 @@ def demo(
             f"rate          {summary['append_per_s']} events/s "
             f"(sign + append, {stats.seconds:.1f} s)"
         )
+        if checkpoint:
+            root_b64 = base64.b64encode(checkpoint.root).decode()
+            click.echo(
+                f"checkpoint    {checkpoint.size} entries, root {root_b64} "
+                f"(signed; tiles in {directory / 'tiles'})"
+            )
         click.echo(
             f"verification  {'INTACT' if report.intact else 'TAMPER EVIDENCE'} "
             f"({report.events} events, {report.streams} streams)"
