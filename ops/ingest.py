@@ -288,8 +288,9 @@ class Ingester:
         self._warned: set[tuple[str, str, int, int]] = set()
         self._inflight: deque[tuple[Sequence[bytes], float]] = deque()
         self._tracks = source if isinstance(source, _TracksOrigins) else None
-        self._last_gap_check = 0.0
+        self._last_gap_check = time.monotonic()
         self._position = 0
+        self._parked_since_retry = False
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -307,7 +308,7 @@ class Ingester:
                     continue
                 if handled or not self._assigned():
                     idle_since = time.monotonic()
-                self._housekeeping()
+                self._housekeeping(idle=not handled)
                 if self.stop_when is not None and self.stop_when(self.stats):
                     break
                 idle = self.settings.idle_exit_s
@@ -343,6 +344,8 @@ class Ingester:
         rejected = [(i, o) for i, o in enumerate(outcomes) if o.status == "rejected"]
         for o in outcomes:
             stats.outcomes[o.status] = stats.outcomes.get(o.status, 0) + 1
+            if o.status == "parked":
+                self._parked_since_retry = True
         for _, o in rejected:
             reason = o.reason.value if o.reason else "unknown"
             stats.rejected[reason] = stats.rejected.get(reason, 0) + 1
@@ -401,7 +404,11 @@ class Ingester:
 
     # -- periodic work ---------------------------------------------------------------------
 
-    def _housekeeping(self) -> None:
+    def _housekeeping(self, idle: bool = False) -> None:
+        now = time.monotonic()
+        due = now - self._last_gap_check >= self.settings.gap_check_every_s
+        if due or (idle and self._parked_since_retry):
+            self._retry_parked()
         if self.metrics and self._tracks is not None:
             try:
                 lag = self._tracks.lag()
@@ -409,10 +416,31 @@ class Ingester:
                 lag = None
             if lag is not None:
                 self.metrics.lag.set(lag)
-        now = time.monotonic()
-        if now - self._last_gap_check >= self.settings.gap_check_every_s:
+        if due:
             self._last_gap_check = now
             self.check_gaps()
+
+    def _retry_parked(self) -> None:
+        """Append parked records whose gap another writer filled (several ingesters on one
+        ledger). Uses `Appender.retry_parked` where the ledger core provides it."""
+        retry = getattr(self.appender, "retry_parked", None)
+        self._parked_since_retry = False
+        if not callable(retry):
+            return
+        try:
+            appended = int(retry())
+        except NeikongError as exc:
+            log.info("ingest: retrying parked records later (%s)", exc)
+            self._parked_since_retry = True
+            return
+        if appended:
+            log.info("ingest: %d parked records appended after their gaps filled", appended)
+        position = self.appender.store.max_position()
+        gained, self._position = max(0, position - self._position), position
+        self.stats.ledger_gained += gained
+        if self.metrics:
+            self.metrics.appended.inc(gained)
+            self.metrics.position.set(position)
 
     def check_gaps(self, now: float | None = None) -> list[ProducerGap]:
         """Warn once per overdue gap (log line `producer_gap: …` and metric); return all."""

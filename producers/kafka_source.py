@@ -19,14 +19,17 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import kafka.errors as kafka_errors
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
+from ledger.errors import NeikongError
 from producers.kafka_transport import kafka_client_created, kafka_errors_translated
 
 __all__ = ["KafkaRecordSource", "Origin"]
@@ -38,6 +41,22 @@ class Origin(NamedTuple):
     topic: str
     partition: int
     offset: int
+
+
+class _LogAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, topic: str, group: str) -> None:
+        self.topic, self.group = topic, group
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        if revoked:
+            log.info("%s/%s: partitions revoked %s", self.group, self.topic, _ids(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("%s/%s: partitions assigned %s", self.group, self.topic, _ids(assigned))
+
+
+def _ids(partitions: Any) -> list[int]:
+    return sorted(tp.partition for tp in partitions)
 
 
 class KafkaRecordSource:
@@ -71,7 +90,20 @@ class KafkaRecordSource:
             settings["client_id"] = client_id
         settings.update(extra or {})
         with kafka_client_created(f"connecting a consumer of {topic} to {bootstrap}"):
-            self._consumer = KafkaConsumer(topic, **settings)
+            self._consumer = KafkaConsumer(**settings)
+        try:
+            with kafka_errors_translated(f"subscribing to {topic}"):
+                # Join the group only once this client knows the topic's partitions: a first
+                # join without them can leave the member with no partitions at all.
+                deadline = time.monotonic() + 30
+                while not self._consumer.partitions_for_topic(topic):
+                    if time.monotonic() > deadline:
+                        raise NeikongError(f"topic {topic} has no partitions (does it exist?)")
+                    time.sleep(0.2)
+                self._consumer.subscribe([topic], listener=_LogAssignments(topic, group))
+        except BaseException:
+            self._consumer.close(autocommit=False)
+            raise
         self._polled: deque[Origin] = deque()  # handed out, not committed, in order
         self._committed: dict[TopicPartition, int] = {}
         self._next: dict[TopicPartition, int] = {}  # next offset after the last one polled

@@ -13,18 +13,23 @@ Two modes:
   marked delivered only once the transport acknowledged it, and after a crash every row not
   marked is sent again. When `limit` records wait undelivered, `emit` raises `Backpressure`
   (retry later) and stamps nothing.
+  Inside `with producer.batch():` (bulk imports) `emit` returns once the event is queued, and
+  the block MUST NOT exit before every event emitted in it is committed: one fsync then covers
+  many events. If a commit fails, the block raises `StoreError`; the events it lists as
+  emitted before the failure are durable, later ones never existed.
 - Without an outbox (the embedded in-process default, where the ledger appends in the same
   process): the chain state lives in memory and `emit` publishes synchronously.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -34,7 +39,7 @@ from ledger.envelope import b64
 from ledger.errors import Backpressure, NeikongError
 from ledger.keys import Signer
 from ledger.transport import Transport
-from producers.outbox import Outbox, OutboxRow
+from producers.outbox import Outbox, OutboxRow, Ticket
 
 __all__ = ["AcknowledgingTransport", "EmittedEvent", "Producer"]
 
@@ -92,6 +97,7 @@ class Producer:
         self._producer_seq = producer_seq
         self._streams: dict[str, tuple[int, bytes]] = {}
         self._delivery: _Delivery | None = None
+        self._batch = threading.local()
         if self.outbox is not None:
             self._delivery = _Delivery(self.outbox, transport)
             if background:
@@ -158,8 +164,36 @@ class Producer:
             producer_seq = outbox.producer_seq + 1
             event_id, record, new_digest = self._stamp(stream, seq, digest, producer_seq, fields)
             _, ticket = outbox.add(stream, record, seq + 1, new_digest, producer_seq)
-        ticket.wait(self._commit_timeout_s)
-        return EmittedEvent(event_id, stream, seq + 1, producer_seq, record)
+        emitted = EmittedEvent(event_id, stream, seq + 1, producer_seq, record)
+        pending: list[tuple[Ticket, EmittedEvent]] | None = getattr(self._batch, "pending", None)
+        if pending is not None:
+            pending.append((ticket, emitted))
+        else:
+            ticket.wait(self._commit_timeout_s)
+        return emitted
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[list[EmittedEvent]]:
+        """Emit many events with one wait: durable when the block exits (outbox mode).
+
+        Yields the list of events committed so far, filled when the block exits.
+        """
+        if self.outbox is None or getattr(self._batch, "pending", None) is not None:
+            yield []
+            return
+        pending: list[tuple[Ticket, EmittedEvent]] = []
+        done: list[EmittedEvent] = []
+        self._batch.pending = pending
+        try:
+            yield done
+        finally:
+            self._batch.pending = None
+            waited: set[int] = set()
+            for ticket, emitted in pending:
+                if id(ticket) not in waited:
+                    ticket.wait(self._commit_timeout_s)  # raises if this commit failed
+                    waited.add(id(ticket))
+                done.append(emitted)
 
     def forget(self, stream: str) -> None:
         """Drop the cached chain state of a concluded stream (bounded memory)."""

@@ -53,8 +53,8 @@ def make_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
     """Create fresh topics (name prefix `test-`); deleted again after the test."""
     made: list[str] = []
 
-    def make(partitions: int = 1, prefix: str = "test") -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    def make(partitions: int = 1, prefix: str = "test", name: str | None = None) -> str:
+        name = name or f"{prefix}-{uuid.uuid4().hex[:10]}"
         ensure_topics(kafka_bootstrap, [TopicSpec(name, partitions=partitions)])
         made.append(name)
         return name
@@ -158,29 +158,29 @@ def start_ingest(
     ledger_dir: Path, bootstrap: str, topic: str, group: str, *extra: str, log: Path
 ) -> subprocess.Popen[bytes]:
     """`neikong ingest` in its own session (so a SIGKILL can take its workers too)."""
-    handle = log.open("ab")
-    return subprocess.Popen(
-        [
-            *NEIKONG,
-            "ingest",
-            "--ledger",
-            str(ledger_dir),
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            topic,
-            "--group",
-            group,
-            "--session-timeout-ms",
-            "6000",
-            *extra,
-        ],
-        cwd=REPO,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            [
+                *NEIKONG,
+                "ingest",
+                "--ledger",
+                str(ledger_dir),
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--session-timeout-ms",
+                "6000",
+                *extra,
+            ],
+            cwd=REPO,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
@@ -241,3 +241,72 @@ def produce_raw(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, 
         producer.flush(timeout=60)
     finally:
         producer.close()
+
+
+# -- the broker itself (fault tests) ------------------------------------------------------------
+
+_RESTARTED: list[subprocess.Popen[bytes]] = []  # kept referenced: the broker outlives the test
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def stop_and_restart_broker(bootstrap: str, down_s: float) -> None:
+    """Stop the broker that ops/kafka/start.sh started (SIGTERM, clean shutdown), keep it down
+    for `down_s` seconds, start it again with the same command line and data (NOT start.sh,
+    which wipes the data), record the new PID where stop.sh looks, wait until it is ready."""
+    home = Path(os.environ.get("NEIKONG_KAFKA_HOME") or Path.home() / ".cache/neikong/kafka")
+    pidfile = home / "kafka.pid"
+    pid = int(pidfile.read_text().strip())
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    assert b"kafka.Kafka" in argv, argv
+    port = bootstrap.rsplit(":", 1)[1]
+    assert f":{port}".encode() in Path(argv[-1].decode()).read_bytes(), "not this broker"
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    env = dict(
+        item.split(b"=", 1)
+        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if b"=" in item
+    )
+    logs = next(a for a in argv if a.startswith(b"-Dkafka.logs.dir=")).split(b"=", 1)[1]
+    started = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    while _alive(pid):
+        assert time.monotonic() - started < 60, "the broker did not stop"
+        time.sleep(0.2)
+    time.sleep(max(0.0, down_s - (time.monotonic() - started)))
+    console = (Path(logs.decode()) / "console.log").open("ab")
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=console,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    console.close()
+    _RESTARTED.append(proc)
+    pidfile.write_text(f"{proc.pid}\n")
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "ops/kafka/kafka_ready.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--timeout",
+            "120",
+            "--pid",
+            str(proc.pid),
+            "-q",
+        ],
+        check=True,
+        timeout=150,
+    )
