@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger.merkle import verify_inclusion
 from ledger.merkle_proofs import inclusion_proof
 from ledger.note import Checkpoint, SignedNote, sign_note
-from ledger.tiles import TileBuilder, TileHashReader, TileStore
+from ledger.tile_builder import TileBuilder
+from ledger.tiles import TileHashReader, TileStore
 
 __all__ = ["run_log_bench", "synthetic_records"]
 

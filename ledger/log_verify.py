@@ -40,10 +40,9 @@ from ledger.sealer import (
     signing_keys,
 )
 from ledger.store import LedgerStore
+from ledger.tile_builder import TileBuilder, TileData
 from ledger.tiles import (
     TILE_HEIGHT,
-    TileBuilder,
-    TileData,
     TileError,
     TileHashReader,
     TileStore,

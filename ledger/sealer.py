@@ -47,7 +47,8 @@ from ledger.merkle_proofs import consistency_proof, tree_root
 from ledger.note import Checkpoint, NoteError, SignedNote, sign_note, verify_note_signature
 from ledger.registry import KeyEntry, KeyRegistry, KeyScope
 from ledger.registry_fold import load_registry
-from ledger.tiles import TileBuilder, TileError, TileHashReader, TileStore
+from ledger.tile_builder import TileBuilder
+from ledger.tiles import TileError, TileHashReader, TileStore
 
 __all__ = [
     "CHECKPOINTS_DIR",

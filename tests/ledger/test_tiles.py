@@ -20,9 +20,9 @@ from ledger.merkle import (
     verify_inclusion,
     verify_multi_inclusion,
 )
+from ledger.tile_builder import TileBuilder
 from ledger.tiles import (
     MAX_ENTRY_SIZE,
-    TileBuilder,
     TileConflict,
     TileError,
     TileHashReader,
