@@ -27,6 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger.checkpoints import (
+    TILES_DIR,
+    key_valid_for_size,
+    list_checkpoints,
+    read_checkpoint,
+    signing_keys,
+)
 from ledger.envelope import SignedRecord, b64
 from ledger.errors import NeikongError, VerificationError
 from ledger.ledger import Ledger
@@ -34,13 +41,6 @@ from ledger.merkle import ProofError, leaf_hash, verify_inclusion
 from ledger.merkle_proofs import inclusion_proof, multi_inclusion_proof
 from ledger.note import NoteSignature, SignedNote, note_key_hash
 from ledger.registry import REGISTRY_STREAM
-from ledger.sealer import (
-    TILES_DIR,
-    key_valid_for_size,
-    list_checkpoints,
-    read_checkpoint,
-    signing_keys,
-)
 from ledger.tiles import TileError, TileHashReader, TileStore
 from ledger.verify_bundle import FORMAT, TERMINAL_TYPES, encode_bundle, verify_bundle
 from ledger.witnessing import ConfiguredWitness, load_witnesses, read_cosigned

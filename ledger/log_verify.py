@@ -24,13 +24,7 @@ import itertools
 from collections.abc import Callable
 from pathlib import Path
 
-from ledger.findings import Finding, FindingKind
-from ledger.ledger import Ledger
-from ledger.merkle import ProofError, verify_consistency
-from ledger.merkle_proofs import consistency_proof
-from ledger.note import Checkpoint, NoteError, SignedNote
-from ledger.registry import KeyRegistry
-from ledger.sealer import (
+from ledger.checkpoints import (
     CHECKPOINTS_DIR,
     TILES_DIR,
     PublishedCheckpoint,
@@ -39,6 +33,12 @@ from ledger.sealer import (
     read_checkpoint,
     signing_keys,
 )
+from ledger.findings import Finding, FindingKind
+from ledger.ledger import Ledger
+from ledger.merkle import ProofError, verify_consistency
+from ledger.merkle_proofs import consistency_proof
+from ledger.note import Checkpoint, NoteError, SignedNote
+from ledger.registry import KeyRegistry
 from ledger.store import LedgerStore
 from ledger.tile_builder import TileBuilder, TileData
 from ledger.tiles import (

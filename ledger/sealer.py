@@ -6,9 +6,11 @@ On-disk layout (inside the ledger directory)::
     DIR/tiles/checkpoint         the latest checkpoint (signed note), replaced atomically
     DIR/checkpoints/<size>       every checkpoint ever published, one immutable file per size
     DIR/sealer.lock              held (flock) by the one running sealer
+    DIR/keys/checkpoint.key      the checkpoint key (`ensure_checkpoint_key`)
 
 A checkpoint is a C2SP tlog-checkpoint (origin = the ledger's origin, tree size, base64 root)
-signed as a C2SP signed note by the ledger's checkpoint key under the key name = origin.
+signed as a C2SP signed note by the ledger's checkpoint key under the key name = origin. Reading
+published checkpoints and checking who signed them is `ledger.checkpoints`; this module writes.
 
 Guarantees:
 
@@ -36,46 +38,42 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.checkpoints import (
+    CHECKPOINT_PURPOSE,
+    CHECKPOINTS_DIR,
+    TILES_DIR,
+    PublishedCheckpoint,
+    list_checkpoints,
+    read_checkpoint,
+    signing_keys,
+)
 from ledger.errors import NeikongError, VerificationError
 from ledger.keys import Signer
 from ledger.ledger import Ledger
 from ledger.merkle import ProofError, verify_consistency
 from ledger.merkle_proofs import consistency_proof, tree_root
-from ledger.note import Checkpoint, NoteError, SignedNote, sign_note, verify_note_signature
-from ledger.registry import KeyEntry, KeyRegistry, KeyScope
+from ledger.note import Checkpoint, NoteError, SignedNote, sign_note
+from ledger.registry import KeyScope
 from ledger.registry_fold import load_registry
 from ledger.tile_builder import TileBuilder
 from ledger.tiles import TileError, TileHashReader, TileStore
 
 __all__ = [
-    "CHECKPOINTS_DIR",
     "CHECKPOINT_KEY_NAME",
-    "CHECKPOINT_PURPOSE",
     "CHECKPOINT_SCOPE",
-    "TILES_DIR",
     "InconsistentCheckpoint",
-    "PublishedCheckpoint",
     "SealRefused",
     "Sealer",
     "SealerError",
-    "checkpoint_keys",
     "ensure_checkpoint_key",
-    "key_valid_for_size",
-    "list_checkpoints",
-    "read_checkpoint",
-    "signing_keys",
 ]
 
 log = logging.getLogger(__name__)
 
-TILES_DIR = "tiles"
-CHECKPOINTS_DIR = "checkpoints"
 LOCK_FILE = "sealer.lock"
 CHECKPOINT_KEY_NAME = "checkpoint"
-CHECKPOINT_PURPOSE = "checkpoint"
 CHECKPOINT_SCOPE = KeyScope("neikong-ledger", ("ledger/",), ("ledger.checkpoint",))
 
 
@@ -100,64 +98,7 @@ class InconsistentCheckpoint(VerificationError):
         self.candidate = candidate
 
 
-@dataclass(frozen=True)
-class PublishedCheckpoint:
-    """A checkpoint file: the signed note bytes and its parsed body."""
-
-    note: bytes
-    checkpoint: Checkpoint
-
-    @property
-    def size(self) -> int:
-        return self.checkpoint.size
-
-    @property
-    def root(self) -> bytes:
-        return self.checkpoint.root
-
-
-# --- checkpoint files and keys --------------------------------------------------------------
-
-
-def list_checkpoints(directory: Path) -> list[int]:
-    """Sizes of the checkpoints stored under ``directory/checkpoints``, ascending."""
-    try:
-        names = os.listdir(directory / CHECKPOINTS_DIR)
-    except FileNotFoundError:
-        return []
-    return sorted(int(n) for n in names if n.isdigit() and str(int(n)) == n)
-
-
-def read_checkpoint(directory: Path, size: int) -> PublishedCheckpoint:
-    """Read and parse ``checkpoints/<size>``; raises `NoteError` if it is not a checkpoint."""
-    note = (directory / CHECKPOINTS_DIR / str(size)).read_bytes()
-    checkpoint = Checkpoint.parse_body(SignedNote.parse(note).body)
-    if checkpoint.size != size:
-        raise NoteError(f"checkpoints/{size} holds a checkpoint of size {checkpoint.size}")
-    return PublishedCheckpoint(note, checkpoint)
-
-
-def checkpoint_keys(registry: KeyRegistry) -> list[KeyEntry]:
-    """Every key of purpose `checkpoint` the registry ever enrolled (active or not)."""
-    return [e for e in registry.keys.values() if e.purpose == CHECKPOINT_PURPOSE]
-
-
-def key_valid_for_size(entry: KeyEntry, size: int) -> bool:
-    """A checkpoint key may sign sizes that include its enrolment and not its end."""
-    return entry.enrolled_at <= size and (entry.ended_at is None or size < entry.ended_at)
-
-
-def signing_keys(note: bytes, origin: str, registry: KeyRegistry) -> list[KeyEntry]:
-    """The checkpoint keys whose valid note signature (key name = origin) `note` carries."""
-    parsed = SignedNote.parse(note)
-    return [
-        entry
-        for entry in checkpoint_keys(registry)
-        if any(
-            verify_note_signature(parsed.body, sig, origin, entry.public_raw)
-            for sig in parsed.signatures
-        )
-    ]
+# --- the checkpoint key ---------------------------------------------------------------
 
 
 def ensure_checkpoint_key(ledger: Ledger) -> Signer:

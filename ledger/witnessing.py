@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.checkpoints import CHECKPOINTS_DIR, TILES_DIR, list_checkpoints
 from ledger.errors import NeikongError
 from ledger.findings import Finding, FindingKind
 from ledger.merkle_proofs import consistency_proof
@@ -45,7 +46,6 @@ from ledger.note import (
     parse_vkey,
     verify_cosignature,
 )
-from ledger.sealer import CHECKPOINTS_DIR, TILES_DIR, list_checkpoints
 from ledger.tiles import TileHashReader, TileStore
 from ledger.witness import WitnessBadProof, WitnessConflict, WitnessError, WitnessUnavailable
 

@@ -17,20 +17,19 @@ from typing import Any
 
 import click
 
-from ledger.errors import VerificationError
-from ledger.note import NoteError
-from ledger.note import vkey as note_vkey
-from ledger.sealer import (
+from ledger.checkpoints import (
     TILES_DIR,
     PublishedCheckpoint,
-    Sealer,
     checkpoint_keys,
-    ensure_checkpoint_key,
     key_valid_for_size,
     list_checkpoints,
     read_checkpoint,
     signing_keys,
 )
+from ledger.errors import VerificationError
+from ledger.note import NoteError
+from ledger.note import vkey as note_vkey
+from ledger.sealer import Sealer, ensure_checkpoint_key
 from ledger.tiles import TileConflict, TileStore
 from ops.cli import (
     EXIT_CODES_HELP,

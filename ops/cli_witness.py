@@ -23,6 +23,7 @@ from typing import NoReturn
 
 import click
 
+from ledger.checkpoints import PublishedCheckpoint, list_checkpoints, read_checkpoint
 from ledger.keys import generate_private_key, load_private_key, raw_public_key, write_private_key
 from ledger.note import (
     SIG_TYPE_COSIGNATURE,
@@ -33,7 +34,6 @@ from ledger.note import (
     parse_vkey,
 )
 from ledger.note import vkey as format_vkey
-from ledger.sealer import PublishedCheckpoint, list_checkpoints, read_checkpoint
 from ledger.witness import Witness, WitnessStateError
 from ledger.witnessing import (
     CosignIncomplete,

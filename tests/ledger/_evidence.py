@@ -12,10 +12,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ledger.checkpoints import PublishedCheckpoint
 from ledger.envelope import SignedRecord
 from ledger.ledger import CONFIG_FILE, Ledger
 from ledger.note import NoteSignature
-from ledger.sealer import PublishedCheckpoint, Sealer, ensure_checkpoint_key
+from ledger.sealer import Sealer, ensure_checkpoint_key
 from ledger.witness import Witness
 from ledger.witnessing import add_witness, cosign_checkpoint, tile_proof_provider
 from ops.pipeline import enrol_demo_producers, run_simulation

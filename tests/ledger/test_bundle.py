@@ -25,13 +25,13 @@ import ops.cli_evidence  # noqa: F401  (registers export, verify-bundle, replay 
 from ledger import verify_bundle as vb
 from ledger.bundle import BundleExportError, export_bundle, replay_case, trust_text
 from ledger.bundle_bench import bundle_bench
+from ledger.checkpoints import TILES_DIR
 from ledger.envelope import SignedRecord
 from ledger.errors import VerificationError
 from ledger.keys import raw_public_key
 from ledger.ledger import Ledger
 from ledger.merkle_proofs import multi_inclusion_proof
 from ledger.note import vkey
-from ledger.sealer import TILES_DIR
 from ledger.tiles import TileHashReader, TileStore
 from ops.cli import main
 from tests.ledger._evidence import (

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ledger.canonical import canonical_bytes, parse_strict
+from ledger.checkpoints import list_checkpoints
 from ledger.envelope import SignedRecord
 from ledger.findings import Finding
 from ledger.keys import Signer
@@ -28,7 +29,7 @@ from ledger.log_verify import (
 from ledger.merkle import leaf_hash, root_from_leaf_hashes
 from ledger.note import Checkpoint, SignedNote, sign_note
 from ledger.registry import KeyScope
-from ledger.sealer import Sealer, ensure_checkpoint_key, list_checkpoints
+from ledger.sealer import Sealer, ensure_checkpoint_key
 from ops.pipeline import enrol_demo_producers, run_simulation
 
 EVENTS = 1000

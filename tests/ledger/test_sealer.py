@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from ledger import merkle_proofs as mp
+from ledger.checkpoints import PublishedCheckpoint, list_checkpoints, read_checkpoint
 from ledger.keys import Signer
 from ledger.ledger import CONFIG_FILE, Ledger
 from ledger.log_verify import verify_ledger_log
@@ -28,13 +29,10 @@ from ledger.registry import KeyScope
 from ledger.sealer import (
     CHECKPOINT_SCOPE,
     InconsistentCheckpoint,
-    PublishedCheckpoint,
     Sealer,
     SealerError,
     SealRefused,
     ensure_checkpoint_key,
-    list_checkpoints,
-    read_checkpoint,
 )
 from ledger.tiles import TileConflict, TileHashReader, TileStore
 from ops.cli import main

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from ledger.checkpoints import list_checkpoints, read_checkpoint
 from ledger.findings import FindingKind
 from ledger.keys import raw_public_key
 from ledger.ledger import Ledger
@@ -26,7 +27,7 @@ from ledger.note import (
     sign_note,
     vkey,
 )
-from ledger.sealer import ensure_checkpoint_key, list_checkpoints, read_checkpoint
+from ledger.sealer import ensure_checkpoint_key
 from ledger.tiles import TileHashReader, TileStore
 from ledger.witness import Witness, WitnessUnavailable
 from ledger.witnessing import (
