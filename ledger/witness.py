@@ -12,9 +12,9 @@ Guarantees of `Witness.add_checkpoint`:
   the sizes are equal with byte-equal roots, or the consistency proof from its last root to
   the new root verifies (RFC 9162), or it never cosigned that origin (then `old_size` is 0 and
   the proof MUST be empty).
-- The new state is durable on disk (written to a temporary file, fsync, rename, fsync of the
-  directory) BEFORE the cosignature is returned; check and update happen under one lock, so
-  concurrent submissions can never roll the recorded size back.
+- The new state is durable on disk (`ledger.witness_state.WitnessState.put`: a temporary file,
+  fsync, rename, fsync of the directory) BEFORE the cosignature is returned; check and update
+  happen under one lock, so concurrent submissions can never roll the recorded size back.
 - A same-size checkpoint with another root, or one whose proof does not show it extends the
   last cosigned one, is refused, and BOTH signed notes (the one cosigned before and the one
   refused) are appended to the evidence file (`<state>.evidence.jsonl`, fsynced) before the
@@ -32,22 +32,20 @@ Exceptions (each maps to the HTTP status tlog-witness prescribes, `http_status`)
     │                                              (`evidence`)
     └── WitnessBadProof                       422  consistency proof does not verify (`evidence`)
     WitnessStateError (NeikongError, RuntimeError)   state file unreadable, corrupt or locked
+                                                     (defined in `ledger.witness_state`)
     WitnessUnavailable (NeikongError, ConnectionError)   a client could not reach a witness
 """
 
 from __future__ import annotations
 
-import base64
 import fcntl
-import json
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -64,6 +62,14 @@ from ledger.note import (
     verify_note,
     vkey,
 )
+from ledger.witness_state import (
+    WitnessedCheckpoint,
+    WitnessEvidence,
+    WitnessState,
+    WitnessStateError,
+    append_evidence,
+    read_evidence,
+)
 
 __all__ = [
     "MAX_PROOF_HASHES",
@@ -72,19 +78,13 @@ __all__ = [
     "WitnessBadSignature",
     "WitnessConflict",
     "WitnessError",
-    "WitnessEvidence",
     "WitnessMalformed",
-    "WitnessState",
-    "WitnessStateError",
     "WitnessUnavailable",
     "WitnessUnknownLog",
-    "WitnessedCheckpoint",
 ]
 
 MAX_PROOF_HASHES = 63
 """tlog-witness: a client MUST NOT send more than 63 consistency proof lines."""
-
-_STATE_FORMAT = "neikong-witness-state/1"
 
 
 class WitnessError(NeikongError, ValueError):
@@ -107,50 +107,6 @@ class WitnessUnknownLog(WitnessError):
     """The checkpoint's origin is not a log this witness is configured for."""
 
     http_status = 404
-
-
-@dataclass(frozen=True)
-class WitnessEvidence:
-    """Two checkpoints, both signed by the log, that cannot both be honest views.
-
-    `kind` is `same_size_different_root` or `not_an_extension` (the proof given from the
-    cosigned checkpoint to the submitted one did not verify). `cosigned` and `submitted` are
-    the complete signed notes as received.
-    """
-
-    kind: str
-    origin: str
-    cosigned: bytes
-    submitted: bytes
-    old_size: int
-    proof: tuple[bytes, ...]
-    detected_at: int
-    detail: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "origin": self.origin,
-            "cosigned": self.cosigned.decode(),
-            "submitted": self.submitted.decode(),
-            "old_size": self.old_size,
-            "proof": [base64.b64encode(h).decode() for h in self.proof],
-            "detected_at": self.detected_at,
-            "detail": self.detail,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> WitnessEvidence:
-        return cls(
-            kind=str(obj["kind"]),
-            origin=str(obj["origin"]),
-            cosigned=str(obj["cosigned"]).encode(),
-            submitted=str(obj["submitted"]).encode(),
-            old_size=int(obj["old_size"]),
-            proof=tuple(base64.b64decode(h, validate=True) for h in obj["proof"]),
-            detected_at=int(obj["detected_at"]),
-            detail=str(obj["detail"]),
-        )
 
 
 class WitnessConflict(WitnessError):
@@ -178,98 +134,8 @@ class WitnessBadProof(WitnessError):
         self.evidence = evidence
 
 
-class WitnessStateError(NeikongError, RuntimeError):
-    """The state or evidence file cannot be read, written or locked (operational)."""
-
-
 class WitnessUnavailable(NeikongError, ConnectionError):
     """A witness could not be reached or answered outside the protocol (retry later)."""
-
-
-# --- durable state ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WitnessedCheckpoint:
-    """The last checkpoint cosigned for one origin, with the signed note as received."""
-
-    origin: str
-    size: int
-    root: bytes
-    signed_checkpoint: bytes
-    cosigned_at: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "size": self.size,
-            "root": base64.b64encode(self.root).decode(),
-            "checkpoint": self.signed_checkpoint.decode(),
-            "cosigned_at": self.cosigned_at,
-        }
-
-    @classmethod
-    def from_json(cls, origin: str, obj: Mapping[str, Any]) -> WitnessedCheckpoint:
-        signed = str(obj["checkpoint"]).encode()
-        checkpoint = Checkpoint.parse_body(SignedNote.parse(signed).body)
-        root = base64.b64decode(str(obj["root"]), validate=True)
-        if (checkpoint.origin, checkpoint.size, checkpoint.root) != (origin, obj["size"], root):
-            raise ValueError(f"stored checkpoint of {origin!r} does not match its size and root")
-        return cls(origin, checkpoint.size, root, signed, int(obj["cosigned_at"]))
-
-
-def _write_synced(path: Path, data: bytes, flags: int) -> None:
-    """Write `data` to `path` (created with mode 0600) and fsync it before returning."""
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600), "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-class WitnessState:
-    """The JSON state file: per origin, the last cosigned checkpoint. Not thread-safe alone.
-
-    `put` MUST NOT return before the new state is durable: the file is replaced atomically
-    (write a temporary file with mode 0600, fsync, rename over the old one, fsync the
-    directory), so a crash leaves either the old or the new state, never a mix.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._logs: dict[str, WitnessedCheckpoint] = {}
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise WitnessStateError(f"cannot read witness state {path}: {exc}") from exc
-        try:
-            obj = json.loads(raw)
-            if obj.get("format") != _STATE_FORMAT:
-                raise ValueError(f"format is {obj.get('format')!r}, want {_STATE_FORMAT!r}")
-            for origin, entry in obj["logs"].items():
-                self._logs[origin] = WitnessedCheckpoint.from_json(origin, entry)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise WitnessStateError(f"witness state {path} is corrupt: {exc}") from exc
-
-    def get(self, origin: str) -> WitnessedCheckpoint | None:
-        return self._logs.get(origin)
-
-    def put(self, entry: WitnessedCheckpoint) -> None:
-        logs = {**self._logs, entry.origin: entry}
-        obj = {"format": _STATE_FORMAT, "logs": {o: e.to_json() for o, e in sorted(logs.items())}}
-        data = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            _write_synced(tmp, data, os.O_TRUNC)
-            os.replace(tmp, self.path)
-            directory = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-        except OSError as exc:
-            raise WitnessStateError(f"cannot write witness state {self.path}: {exc}") from exc
-        self._logs = logs
 
 
 # --- the witness ------------------------------------------------------------------------------
@@ -348,11 +214,7 @@ class Witness:
 
     def evidence(self) -> list[WitnessEvidence]:
         """Every refusal recorded with evidence, oldest first."""
-        try:
-            lines = self.evidence_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        return [WitnessEvidence.from_json(json.loads(line)) for line in lines if line]
+        return read_evidence(self.evidence_path)
 
     def add_checkpoint(
         self, old_size: int, consistency_proof: Sequence[bytes], signed_checkpoint: bytes
@@ -461,9 +323,5 @@ class Witness:
             detected_at=int(self._clock()),
             detail=detail,
         )
-        line = json.dumps(evidence.to_json(), sort_keys=True, ensure_ascii=False) + "\n"
-        try:
-            _write_synced(self.evidence_path, line.encode(), os.O_APPEND)
-        except OSError as exc:
-            raise WitnessStateError(f"cannot record evidence: {exc}") from exc
+        append_evidence(self.evidence_path, evidence)
         return evidence

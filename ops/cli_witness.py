@@ -34,7 +34,8 @@ from ledger.note import (
     parse_vkey,
 )
 from ledger.note import vkey as format_vkey
-from ledger.witness import Witness, WitnessStateError
+from ledger.witness import Witness
+from ledger.witness_state import WitnessStateError
 from ledger.witnessing import (
     CosignIncomplete,
     add_witness,

@@ -40,10 +40,10 @@ from ledger.witness import (
     WitnessConflict,
     WitnessError,
     WitnessMalformed,
-    WitnessStateError,
     WitnessUnavailable,
     WitnessUnknownLog,
 )
+from ledger.witness_state import WitnessStateError
 
 __all__ = [
     "ADD_CHECKPOINT_PATH",

@@ -38,10 +38,10 @@ from ledger.witness import (
     WitnessBadSignature,
     WitnessConflict,
     WitnessMalformed,
-    WitnessStateError,
     WitnessUnavailable,
     WitnessUnknownLog,
 )
+from ledger.witness_state import WitnessStateError
 from ops.cli import main
 from ops.witness_server import (
     encode_add_checkpoint_request,
