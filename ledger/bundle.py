@@ -43,7 +43,8 @@ from ledger.note import NoteSignature, SignedNote, note_key_hash
 from ledger.registry import REGISTRY_STREAM
 from ledger.tiles import TileError, TileHashReader, TileStore
 from ledger.verify_bundle import FORMAT, TERMINAL_TYPES, encode_bundle, verify_bundle
-from ledger.witnessing import ConfiguredWitness, load_witnesses, read_cosigned
+from ledger.witness_config import ConfiguredWitness, load_witnesses
+from ledger.witnessing import read_cosigned
 
 __all__ = [
     "BundleExportError",

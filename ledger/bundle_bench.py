@@ -23,7 +23,8 @@ from ledger.registry import KeyScope
 from ledger.sealer import Sealer, ensure_checkpoint_key
 from ledger.verify_bundle import TrustKeys, encode_bundle, verify_bundle
 from ledger.witness import Witness
-from ledger.witnessing import add_witness, cosign_checkpoint, tile_proof_provider
+from ledger.witness_config import add_witness
+from ledger.witnessing import cosign_checkpoint, tile_proof_provider
 
 __all__ = ["bundle_bench"]
 

@@ -1,8 +1,8 @@
-"""The ledger's side of witnessing: its witnesses, submitting checkpoints, keeping cosignatures.
+"""The ledger's side of witnessing: submitting checkpoints to its witnesses, keeping cosignatures.
 
 Layout (inside the ledger directory)::
 
-    DIR/witnesses.json               [{"name", "url", "vkey"}]: the witnesses this ledger uses
+    DIR/witnesses.json               the witnesses this ledger uses (`ledger.witness_config`)
     DIR/checkpoints/<size>           the checkpoint as the sealer signed it (never written here)
     DIR/checkpoints/<size>.cosigned  the same note followed by the witnesses' cosignatures
     DIR/cosign.lock                  held (flock) while a `.cosigned` file is merged and replaced
@@ -19,13 +19,13 @@ Guarantees:
   size, or refuses the proof, is tamper evidence (`CosignFailure.tamper`).
 
 `ledger/` must not import `ops/`: the HTTP client is passed in as `submit` (in production
-`ops.witness_server.submit_checkpoint`; in tests an in-process `Witness`).
+`ops.witness_server.submit_checkpoint`; in tests an in-process `Witness`). Checking the stored
+cosignatures afterwards is `ledger.cosign_verify`.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,47 +34,27 @@ from pathlib import Path
 
 from ledger.checkpoints import CHECKPOINTS_DIR, TILES_DIR, list_checkpoints
 from ledger.errors import NeikongError
-from ledger.findings import Finding, FindingKind
 from ledger.merkle_proofs import consistency_proof
-from ledger.note import (
-    SIG_TYPE_COSIGNATURE,
-    Checkpoint,
-    NoteError,
-    NoteSignature,
-    SignedNote,
-    note_key_hash,
-    parse_vkey,
-    verify_cosignature,
-)
+from ledger.note import Checkpoint, NoteError, NoteSignature, SignedNote
 from ledger.tiles import TileHashReader, TileStore
 from ledger.witness import WitnessBadProof, WitnessConflict, WitnessError, WitnessUnavailable
+from ledger.witness_config import ConfiguredWitness, load_witnesses
 
 __all__ = [
-    "BAD_COSIGNATURE",
     "COSIGNED_SUFFIX",
-    "MISSING_COSIGNATURE",
-    "WITNESSES_FILE",
-    "ConfiguredWitness",
     "CosignFailure",
     "CosignIncomplete",
     "ProofProvider",
     "Submitter",
-    "WitnessKey",
-    "add_witness",
     "cosign_checkpoint",
     "cosigned_path",
     "last_cosigned_size",
-    "load_witnesses",
     "read_cosigned",
     "tile_proof_provider",
-    "verify_cosignatures",
 ]
 
-WITNESSES_FILE = "witnesses.json"
 COSIGNED_SUFFIX = ".cosigned"
 LOCK_FILE = "cosign.lock"
-BAD_COSIGNATURE = FindingKind.BAD_COSIGNATURE
-MISSING_COSIGNATURE = FindingKind.MISSING_COSIGNATURE
 MAX_ATTEMPTS = 3
 
 Submitter = Callable[[str, int, Sequence[bytes], bytes], list[NoteSignature]]
@@ -82,54 +62,6 @@ Submitter = Callable[[str, int, Sequence[bytes], bytes], list[NoteSignature]]
 
 ProofProvider = Callable[[int, int], list[bytes]]
 """(old size, new size) -> RFC 9162 consistency proof, for 0 < old < new."""
-
-
-@dataclass(frozen=True)
-class WitnessKey:
-    """A witness's cosignature key (type 0x04), parsed from its vkey."""
-
-    vkey: str
-    name: str
-    public_raw: bytes
-    key_hash: bytes
-
-    @classmethod
-    def parse(cls, vkey: str) -> WitnessKey:
-        """Raises `NoteError` unless `vkey` is a valid cosignature (type 0x04) vkey."""
-        name, public, sig_type = parse_vkey(vkey)
-        if sig_type != SIG_TYPE_COSIGNATURE:
-            raise NoteError(f"vkey of {name} is not a cosignature key (type 0x04)")
-        return cls(vkey, name, public, note_key_hash(name, public, SIG_TYPE_COSIGNATURE))
-
-    def owns(self, sig: NoteSignature) -> bool:
-        """True if `sig` carries this key's name and key hash."""
-        return (sig.name, sig.key_hash) == (self.name, self.key_hash)
-
-    def verifies(self, body: bytes, sig: NoteSignature) -> bool:
-        """True if `sig` is this key's valid cosignature of the checkpoint `body`."""
-        try:
-            verify_cosignature(body, sig, self.name, self.public_raw)
-        except NoteError:
-            return False
-        return True
-
-
-@dataclass(frozen=True)
-class ConfiguredWitness:
-    """One entry of witnesses.json: a label, the submission URL and the cosignature vkey."""
-
-    name: str
-    url: str
-    vkey: str
-
-    def __post_init__(self) -> None:
-        if not self.name or not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"witness {self.name!r}: a name and an http(s) URL are required")
-        WitnessKey.parse(self.vkey)
-
-    @property
-    def key(self) -> WitnessKey:
-        return WitnessKey.parse(self.vkey)
 
 
 @dataclass(frozen=True)
@@ -152,39 +84,6 @@ class CosignIncomplete(NeikongError, RuntimeError):
         super().__init__("; ".join(f"witness {f.witness}: {f.kind}: {f.detail}" for f in failures))
         self.note = note
         self.failures = list(failures)
-
-
-# --- configuration ----------------------------------------------------------------------------
-
-
-def load_witnesses(ledger_dir: Path) -> list[ConfiguredWitness]:
-    """The witnesses of DIR/witnesses.json (none if the file does not exist).
-
-    Raises `ValueError` if the file is not a list of {"name", "url", "vkey"} with valid vkeys.
-    """
-    path = ledger_dir / WITNESSES_FILE
-    try:
-        raw = json.loads(path.read_text("utf-8"))
-        return [ConfiguredWitness(str(w["name"]), str(w["url"]), str(w["vkey"])) for w in raw]
-    except FileNotFoundError:
-        return []
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path} is malformed: {exc}") from exc
-
-
-def add_witness(ledger_dir: Path, name: str, url: str, vkey: str) -> ConfiguredWitness:
-    """Add (or, for an existing name, replace) a witness in DIR/witnesses.json, atomically.
-
-    Raises `ValueError` (`NoteError` for a bad vkey) and refuses a vkey another name uses.
-    """
-    new = ConfiguredWitness(name, url, vkey)
-    witnesses = [w for w in load_witnesses(ledger_dir) if w.name != name]
-    if any(w.vkey == vkey for w in witnesses):
-        raise ValueError(f"another witness already uses the key {vkey.split('+')[0]}")
-    witnesses.append(new)
-    rows = [{"name": w.name, "url": w.url, "vkey": w.vkey} for w in witnesses]
-    _replace(ledger_dir / WITNESSES_FILE, (json.dumps(rows, indent=2) + "\n").encode())
-    return new
 
 
 # --- stored cosigned checkpoints --------------------------------------------------------------
@@ -371,93 +270,3 @@ def _replace(path: Path, data: bytes) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
-
-
-# --- verification -----------------------------------------------------------------------------
-
-
-def _finding(kind: FindingKind, position: int | None, detail: str) -> Finding:
-    return Finding(kind, position, None, None, detail)
-
-
-def verify_cosignatures(
-    ledger_dir: Path, witness_vkeys: Sequence[str] | None = None
-) -> list[Finding]:
-    """Check every `<size>.cosigned` file against its checkpoint and the witness keys.
-
-    `witness_vkeys` defaults to the vkeys of DIR/witnesses.json. Findings:
-    `bad_cosignature` (a cosigned note whose body or log signature differs from the published
-    checkpoint, that has no published checkpoint, is malformed, or carries a cosignature by a
-    configured witness key that does not verify) and `missing_cosignature` (one per configured
-    witness that has not cosigned the latest checkpoint, with the last size it did cosign).
-    Cosignatures by keys not configured are ignored.
-    """
-    if witness_vkeys is None:
-        keys = [w.key for w in load_witnesses(ledger_dir)]
-    else:
-        keys = [WitnessKey.parse(v) for v in witness_vkeys]
-    findings: list[Finding] = []
-    sizes = list_checkpoints(ledger_dir)
-    last: dict[str, int] = {}
-    for size in _cosigned_sizes(ledger_dir, findings, set(sizes)):
-        where = f"{CHECKPOINTS_DIR}/{size}{COSIGNED_SUFFIX}"
-        try:
-            note = read_cosigned(ledger_dir, size)
-            plain = SignedNote.parse((ledger_dir / CHECKPOINTS_DIR / str(size)).read_bytes())
-        except (NoteError, OSError) as exc:
-            findings.append(_finding(BAD_COSIGNATURE, size, f"{where}: {exc}"))
-            continue
-        assert note is not None
-        if note.body != plain.body or not set(plain.signatures) <= set(note.signatures):
-            findings.append(
-                _finding(BAD_COSIGNATURE, size, f"{where} is not the published checkpoint {size}")
-            )
-            continue
-        for key in keys:
-            for sig in note.signatures:
-                if not key.owns(sig):
-                    continue
-                if key.verifies(note.body, sig):
-                    last[key.vkey] = max(last.get(key.vkey, 0), size)
-                else:
-                    findings.append(
-                        _finding(
-                            BAD_COSIGNATURE,
-                            size,
-                            f"{where}: the cosignature by {key.name} does not verify",
-                        )
-                    )
-    if sizes:
-        latest = sizes[-1]
-        for key in keys:
-            done = last.get(key.vkey, 0)
-            if done < latest:
-                what = f"last cosigned checkpoint {done}" if done else "no checkpoint cosigned"
-                findings.append(
-                    _finding(
-                        MISSING_COSIGNATURE,
-                        latest,
-                        f"witness {key.name} has not cosigned the latest checkpoint "
-                        f"{latest} ({what}); run `neikong cosign`",
-                    )
-                )
-    return findings
-
-
-def _cosigned_sizes(ledger_dir: Path, findings: list[Finding], published: set[int]) -> list[int]:
-    try:
-        names = os.listdir(ledger_dir / CHECKPOINTS_DIR)
-    except FileNotFoundError:
-        return []
-    sizes = []
-    for name in names:
-        stem = name.removesuffix(COSIGNED_SUFFIX)
-        if stem == name or not stem.isdigit() or str(int(stem)) != stem:
-            continue
-        if int(stem) not in published:
-            findings.append(
-                _finding(BAD_COSIGNATURE, int(stem), f"{name} has no published checkpoint")
-            )
-        else:
-            sizes.append(int(stem))
-    return sorted(sizes)

@@ -21,13 +21,13 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from ledger.cosign_verify import verify_cosignatures
 from ledger.errors import NeikongError
 from ledger.ledger import Ledger
 from ledger.log_verify import verify_log
 from ledger.registry import KeyScope
 from ledger.sealer import Sealer, ensure_checkpoint_key
 from ledger.verify import VerifyReport, verify_ledger
-from ledger.witnessing import verify_cosignatures
 from ops.config import default_ledger_dir
 
 EXIT_OK, EXIT_TAMPER, EXIT_USAGE, EXIT_OPERATIONAL = 0, 1, 2, 3

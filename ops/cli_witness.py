@@ -35,14 +35,9 @@ from ledger.note import (
 )
 from ledger.note import vkey as format_vkey
 from ledger.witness import Witness
+from ledger.witness_config import add_witness, load_witnesses
 from ledger.witness_state import WitnessStateError
-from ledger.witnessing import (
-    CosignIncomplete,
-    add_witness,
-    cosign_checkpoint,
-    load_witnesses,
-    tile_proof_provider,
-)
+from ledger.witnessing import CosignIncomplete, cosign_checkpoint, tile_proof_provider
 from ops.cli import EXIT_CODES_HELP, EXIT_OPERATIONAL, EXIT_TAMPER, _open, ledger_option, main
 from ops.witness_server import ADD_CHECKPOINT_PATH, make_server, submit_checkpoint
 

@@ -18,7 +18,8 @@ from ledger.ledger import CONFIG_FILE, Ledger
 from ledger.note import NoteSignature
 from ledger.sealer import Sealer, ensure_checkpoint_key
 from ledger.witness import Witness
-from ledger.witnessing import add_witness, cosign_checkpoint, tile_proof_provider
+from ledger.witness_config import add_witness
+from ledger.witnessing import cosign_checkpoint, tile_proof_provider
 from ops.pipeline import enrol_demo_producers, run_simulation
 
 WITNESS_NAME = "inspectorate.example/w1"

@@ -21,7 +21,8 @@ from ledger.keys import Signer
 from ledger.ledger import Ledger
 from ledger.registry import KeyScope
 from ledger.sealer import Sealer, ensure_checkpoint_key
-from ledger.witnessing import add_witness, cosign_checkpoint, tile_proof_provider
+from ledger.witness_config import add_witness
+from ledger.witnessing import cosign_checkpoint, tile_proof_provider
 from tests.ledger._evidence import WITNESS_URL, in_process, open_witness
 
 SYSTEM, PREFIX = "4403-fapiao", "matter/4403-fp/"

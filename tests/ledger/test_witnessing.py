@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from ledger.checkpoints import list_checkpoints, read_checkpoint
+from ledger.cosign_verify import verify_cosignatures
 from ledger.findings import FindingKind
 from ledger.keys import raw_public_key
 from ledger.ledger import Ledger
@@ -30,16 +31,14 @@ from ledger.note import (
 from ledger.sealer import ensure_checkpoint_key
 from ledger.tiles import TileHashReader, TileStore
 from ledger.witness import Witness, WitnessUnavailable
+from ledger.witness_config import add_witness, load_witnesses
 from ledger.witnessing import (
     CosignIncomplete,
-    add_witness,
     cosign_checkpoint,
     cosigned_path,
     last_cosigned_size,
-    load_witnesses,
     read_cosigned,
     tile_proof_provider,
-    verify_cosignatures,
 )
 from ops.cli import main
 from ops.cli_witness import cosign_published
