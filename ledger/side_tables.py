@@ -42,11 +42,7 @@ class SideWrites:
     @property
     def empty(self) -> bool:
         return not (
-            self.event_ids
-            or self.producers
-            or self.parked
-            or self.unparked
-            or self.dead_letters
+            self.event_ids or self.producers or self.parked or self.unparked or self.dead_letters
         )
 
 
