@@ -30,7 +30,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
 from ledger.errors import NeikongError
-from producers.kafka_transport import kafka_client_created, kafka_errors_translated
+from producers.kafka_transport import kafka_client, kafka_errors_translated
 
 __all__ = ["KafkaRecordSource", "Origin"]
 
@@ -89,8 +89,9 @@ class KafkaRecordSource:
         if client_id:
             settings["client_id"] = client_id
         settings.update(extra or {})
-        with kafka_client_created(f"connecting a consumer of {topic} to {bootstrap}"):
-            self._consumer = KafkaConsumer(**settings)
+        self._consumer = kafka_client(
+            lambda: KafkaConsumer(**settings), f"connecting a consumer of {topic} to {bootstrap}"
+        )
         try:
             with kafka_errors_translated(f"subscribing to {topic}"):
                 # Join the group only once this client knows the topic's partitions: a first

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient, KafkaProducer
@@ -39,13 +39,15 @@ __all__ = [
     "TopicSpec",
     "delete_topics",
     "ensure_topics",
-    "kafka_client_created",
+    "kafka_client",
     "kafka_errors_translated",
     "producer_settings",
     "translate_kafka_error",
 ]
 
 log = logging.getLogger("neikong.kafka")
+
+_T = TypeVar("_T")
 
 COMPRESSION = "lz4"
 
@@ -87,19 +89,22 @@ def kafka_errors_translated(doing: str) -> Iterator[None]:
         raise translate_kafka_error(exc, doing) from exc
 
 
-@contextmanager
-def kafka_client_created(doing: str) -> Iterator[None]:
-    """Like `kafka_errors_translated`, for a client constructor. kafka-python 3.0.12 does not
-    close the client it made when its constructor fails (no broker): its sockets are collected
-    here, quietly, instead of warning later at an arbitrary point."""
+def kafka_client(factory: Callable[[], _T], doing: str) -> _T:
+    """Create a kafka-python client; translate a failure into a `NeikongError`.
+
+    kafka-python 3.0.12 does not close what its constructor opened when it fails (no broker):
+    the half-made client is collected here, quietly, once nothing refers to it any more,
+    instead of warning later at an arbitrary point.
+    """
     try:
-        with kafka_errors_translated(doing):
-            yield
-    except NeikongError:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
-        raise
+        return factory()
+    except Exception as exc:
+        error = translate_kafka_error(exc, doing)
+    # the failed constructor's frames are unreachable now (the `except` block ended)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    raise error
 
 
 def producer_settings(
@@ -150,8 +155,9 @@ class KafkaTransport:
             linger_ms=linger_ms,
             extra=extra,
         )
-        with kafka_client_created(f"connecting a producer to {bootstrap}"):
-            self._producer = KafkaProducer(**settings)
+        self._producer = kafka_client(
+            lambda: KafkaProducer(**settings), f"connecting a producer to {bootstrap}"
+        )
         self._lock = threading.Lock()
         self._error: NeikongError | None = None
 
@@ -259,8 +265,10 @@ class TopicSpec:
 def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> dict[str, str]:
     """Create each topic unless it exists; return name -> "created" | "exists"."""
     result: dict[str, str] = {}
-    with kafka_client_created(f"connecting an admin client to {bootstrap}"):
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_client(
+        lambda: KafkaAdminClient(bootstrap_servers=bootstrap),
+        f"connecting an admin client to {bootstrap}",
+    )
     try:
         for spec in specs:
             request = {
@@ -285,8 +293,10 @@ def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> dict[str, str]:
 
 def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
     """Delete topics (tests and benchmarks clean up after themselves)."""
-    with kafka_client_created(f"connecting an admin client to {bootstrap}"):
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_client(
+        lambda: KafkaAdminClient(bootstrap_servers=bootstrap),
+        f"connecting an admin client to {bootstrap}",
+    )
     with kafka_errors_translated(f"deleting topics {', '.join(names)}"):
         try:
             admin.delete_topics(list(names), timeout_ms=30_000)

@@ -447,22 +447,23 @@ def test_broker_down_for_20_s_while_producers_keep_emitting(
         dlq,
         log=log,
     )
-    producer = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            SLOW_PRODUCERS,
-            str(tmp_path / "ledger"),
-            str(tmp_path / "outbox"),
-            kafka_bootstrap,
-            topic,
-            "1500",
-            "21",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / "producer.log").open("wb"),
-    )
+    with (tmp_path / "producer.log").open("wb") as producer_log:
+        producer = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SLOW_PRODUCERS,
+                str(tmp_path / "ledger"),
+                str(tmp_path / "outbox"),
+                kafka_bootstrap,
+                topic,
+                "1500",
+                "21",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=producer_log,
+        )
     try:
         assert producer.stdout is not None
         for line in producer.stdout:
