@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.findings import Finding, FindingKind
-from ledger.log_reader import LogReader, Row
+from ledger.log_reader import LogReader
 from ledger.registry import REGISTRY_STREAM, KeyRegistry
 from ledger.registry_fold import fold_registry_rows
 from ledger.store import StoreConfig
-from ledger.verify_checks import ProducerSequences, Run, check_record, check_streams
+from ledger.verify_checks import ProducerSequences, Run, check_stream_rows, producer_runs
 
 __all__ = ["VerifyReport", "fold_registry_checked", "verify_ledger"]
 
@@ -94,55 +94,8 @@ def _init_worker(config: StoreConfig, registry: KeyRegistry) -> None:
 
 
 def _pass_a(lo: int, hi: int) -> tuple[int, list[Finding], list[Run], int]:
-    registry: KeyRegistry = _W["registry"]
-    findings: list[Finding] = []
-    runs: list[Run] = []
-    open_runs: dict[str, int] = {}  # system -> index in runs
-    expected = lo
-    count = 0
-    for row in _W["reader"].by_position(lo, hi):
-        count += 1
-        if row[0] != expected:
-            findings.append(
-                Finding(
-                    FindingKind.MISSING_POSITION,
-                    expected,
-                    None,
-                    None,
-                    f"positions {expected}…{row[0] - 1} are missing",
-                )
-            )
-        expected = row[0] + 1
-        row_findings, env = check_record(row, registry)
-        findings.extend(row_findings)
-        if env is None:
-            continue
-        idx = open_runs.get(env.producer_system)
-        if idx is not None and runs[idx][2] + 1 == env.producer_seq:
-            system, first, _, pos, eid, stream = runs[idx]
-            runs[idx] = (system, first, env.producer_seq, pos, eid, stream)
-        else:
-            open_runs[env.producer_system] = len(runs)
-            runs.append(
-                (
-                    env.producer_system,
-                    env.producer_seq,
-                    env.producer_seq,
-                    row[0],
-                    env.event_id,
-                    env.stream,
-                )
-            )
-    if expected < hi:  # rows missing at the end of the chunk
-        findings.append(
-            Finding(
-                FindingKind.MISSING_POSITION,
-                expected,
-                None,
-                None,
-                f"positions {expected}…{hi - 1} are missing",
-            )
-        )
+    """Positions lo..hi-1: holes and producer sequences (no signatures: pass B has them)."""
+    findings, runs, count = producer_runs(_W["reader"].by_position(lo, hi), lo, hi)
     return lo, findings, runs, count
 
 
@@ -150,16 +103,8 @@ def _pass_a(lo: int, hi: int) -> tuple[int, list[Finding], list[Run], int]:
 
 
 def _pass_b(lo: str, hi: str | None) -> tuple[list[Finding], int, int]:
-    count = 0
-
-    def counted() -> Iterator[Row]:
-        nonlocal count
-        for row in _W["reader"].by_stream_range(lo, hi):
-            count += 1
-            yield row
-
-    findings, streams = check_streams(counted())
-    return findings, streams, count
+    """Stream ids in [lo, hi): every record check and every chain check."""
+    return check_stream_rows(_W["reader"].by_stream_range(lo, hi), _W["registry"])
 
 
 # -- orchestration ---------------------------------------------------------------------------
@@ -224,17 +169,13 @@ def _verify_events(
     if stream is not None:
         reader = LogReader(config)
         try:
-            rows = list(reader.stream(stream))
-            for row in rows:
-                findings, _ = check_record(row, registry)
-                for f in findings:
-                    report.add(f)
-            findings, report.streams = check_streams(rows)
+            findings, report.streams, report.events = check_stream_rows(
+                reader.stream(stream), registry
+            )
             for f in findings:
                 report.add(f)
-            report.events = len(rows)
             if progress:
-                progress(len(rows) * 2)
+                progress(report.events)
             return
         finally:
             reader.close()

@@ -9,10 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 
-import orjson
-
 from ledger.canonical import parse_canonical, parse_strict
-from ledger.envelope import Envelope, SignedRecord, b64
+from ledger.envelope import HEADER_LEN, Envelope, SignedRecord, b64
 from ledger.errors import MalformedInput
 from ledger.findings import Finding, FindingKind
 from ledger.keys import verify_signature
@@ -22,7 +20,14 @@ from ledger.registry import REGISTRY_STREAM, REGISTRY_TYPES, KeyRegistry
 from ledger.registry_fold import check_genesis
 from ledger.store import stream_id_hex
 
-__all__ = ["ProducerSequences", "Row", "Run", "check_record", "check_streams"]
+__all__ = [
+    "ProducerSequences",
+    "Run",
+    "check_record",
+    "check_stream_rows",
+    "producer_of",
+    "producer_runs",
+]
 
 Row = tuple[int, str, int, bytes]  # position, stream id hex, version, record
 # producer runs: (system, first_seq, last_seq, first_position, event_id and stream of first)
@@ -84,37 +89,31 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
     return out, env
 
 
-def _finder(
-    findings: list[Finding], position: int, stream: str, event_id: str
-) -> Callable[[FindingKind, str], None]:
-    def found(kind: FindingKind, detail: str) -> None:
-        findings.append(Finding(kind, position, stream, event_id, detail))
+def check_stream_rows(rows: Iterable[Row], registry: KeyRegistry) -> tuple[list[Finding], int, int]:
+    """All per-record checks plus the chain checks, over rows sorted by (stream id, version).
 
-    return found
-
-
-def check_streams(rows: Iterable[Row]) -> tuple[list[Finding], int]:
-    """Chain checks over rows sorted by (stream id, version); O(1) state."""
+    O(1) state; returns (findings, streams seen, rows read).
+    """
     findings: list[Finding] = []
-    streams = 0
+    streams = count = 0
     current: str | None = None
     last_seq = last_pos = 0
     last_digest = b""
     closed_at: int | None = None
-    for position, sid, _version, record in rows:
+    for row in rows:
+        count += 1
+        position, sid, _version, record = row
         if sid != current:
             current, last_seq, last_pos, last_digest, closed_at = sid, 0, 0, b"", None
             streams += 1
-        try:
-            signed = SignedRecord.decode(record)
-            body = orjson.loads(signed.body)
-            seq, prev = int(body["stream_seq"]), body["prev"]
-            stream, event_id = str(body["stream"]), str(body["event_id"])
-            event_type, data = str(body["type"]), body["data"]
-        except (MalformedInput, ValueError, KeyError, TypeError):
-            continue  # pass A reports the corrupt record itself
-        digest = hashlib.sha256(signed.body).digest()
-        found = _finder(findings, position, stream, event_id)
+        row_findings, env = check_record(row, registry)
+        findings.extend(row_findings)
+        if env is None:
+            continue
+        seq = env.stream_seq
+
+        def found(kind: FindingKind, detail: str, env: Envelope = env, pos: int = position) -> None:
+            findings.append(Finding(kind, pos, env.stream, env.event_id, detail))
 
         if closed_at is not None:
             found(FindingKind.POST_CLOSURE_APPEND, f"stream was concluded at seq {closed_at}")
@@ -126,18 +125,106 @@ def check_streams(rows: Iterable[Row]) -> tuple[list[Finding], int]:
             continue
         if seq > last_seq + 1:
             found(FindingKind.GAP, f"seqs {last_seq + 1}…{seq - 1} are missing")
-        elif (prev if last_seq else None) != (b64(last_digest) if last_seq else None) or (
-            last_seq == 0 and prev is not None
-        ):
+        elif env.prev != (b64(last_digest) if last_seq else None):
             found(FindingKind.CHAIN_BREAK, f"prev does not match the digest of seq {last_seq}")
         if position < last_pos:
             found(FindingKind.REORDER, f"seq {seq} has a lower position than seq {last_seq}")
-        if event_type in ("matter.concluded", "matter.withdrawn"):
-            if not isinstance(data, dict) or data.get("final_seq") != seq:
+        if env.is_terminal:
+            if env.final_seq != seq:
                 found(FindingKind.BAD_FINAL_SEQ, f"final_seq is not {seq}")
             closed_at = seq
-        last_seq, last_pos, last_digest = seq, position, digest
-    return findings, streams
+        last_seq, last_pos = seq, position
+        last_digest = hashlib.sha256(record[HEADER_LEN:]).digest()
+    return findings, streams, count
+
+
+_PRODUCER = b',"producer":{"seq":'
+_SYSTEM = b',"system":"'
+
+
+def _text_field(record: bytes, key: bytes) -> str | None:
+    marker = b',"' + key + b'":"'
+    i = record.rfind(marker)
+    if i < 0:
+        return None
+    i += len(marker)
+    j = record.find(b'"', i)
+    return record[i:j].decode("utf-8", "replace") if j > i else None
+
+
+def producer_of(record: bytes) -> tuple[str, int] | None:
+    """(system, seq) read straight from the canonical bytes, without parsing the JSON.
+
+    In the RFC 8785 form the top-level `producer` object is the last one with that key (keys
+    are sorted; only strings follow it), laid out as {"seq":N,"system":"S"}. Records that are
+    not canonical are reported by the record checks; here they just yield None.
+    """
+    i = record.rfind(_PRODUCER)
+    if i < 0:
+        return None
+    i += len(_PRODUCER)
+    j = record.find(_SYSTEM, i)
+    k = record.find(b'"', j + len(_SYSTEM)) if j > 0 else -1
+    if k < 0 or j - i > 16:
+        return None
+    try:
+        seq = int(record[i:j])
+    except ValueError:
+        return None
+    return record[j + len(_SYSTEM) : k].decode("utf-8", "replace"), seq
+
+
+def producer_runs(rows: Iterable[Row], lo: int, hi: int) -> tuple[list[Finding], list[Run], int]:
+    """Positions lo..hi-1 in order: holes in the positions, and each producer's seq runs."""
+    findings: list[Finding] = []
+    runs: list[Run] = []
+    open_runs: dict[str, int] = {}  # system -> index in runs
+    expected = lo
+    count = 0
+    for position, _sid, _version, record in rows:
+        count += 1
+        if position != expected:
+            findings.append(
+                Finding(
+                    FindingKind.MISSING_POSITION,
+                    expected,
+                    None,
+                    None,
+                    f"positions {expected}…{position - 1} are missing",
+                )
+            )
+        expected = position + 1
+        producer = producer_of(record)
+        if producer is None:
+            continue
+        system, seq = producer
+        idx = open_runs.get(system)
+        if idx is not None and runs[idx][2] + 1 == seq:
+            run = runs[idx]
+            runs[idx] = (run[0], run[1], seq, run[3], run[4], run[5])
+        else:
+            open_runs[system] = len(runs)
+            runs.append(
+                (
+                    system,
+                    seq,
+                    seq,
+                    position,
+                    _text_field(record, b"event_id") or "",
+                    _text_field(record, b"stream") or "",
+                )
+            )
+    if expected < hi:  # rows missing at the end of the chunk
+        findings.append(
+            Finding(
+                FindingKind.MISSING_POSITION,
+                expected,
+                None,
+                None,
+                f"positions {expected}…{hi - 1} are missing",
+            )
+        )
+    return findings, runs, count
 
 
 class ProducerSequences:
