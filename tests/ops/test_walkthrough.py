@@ -38,7 +38,10 @@ def test_readme_walkthrough_proves_a_case(tmp_path: Path) -> None:
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     wrapped = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + text.replace(
-        " &\n", " &\nsleep 2\n", 1
+        " &\n",
+        f" &\nfor _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null"
+        " && break; sleep 0.2; done\n",
+        1,
     )
     result = subprocess.run(
         ["bash", "-c", wrapped],
