@@ -138,8 +138,7 @@ def parse_strict(raw: bytes) -> Any:
         raise MalformedInput(ReasonCode.MALFORMED_JSON, "nesting too deep") from None
     except json.JSONDecodeError as exc:
         raise MalformedInput(ReasonCode.MALFORMED_JSON, f"invalid JSON: {exc.msg}") from None
-    if not raw.isascii() or b"\\u" in raw:
-        _check_value(value)  # ASCII without escapes can hold only ASCII strings
+    _check_value(value)  # the careful path: always walk (depth, NFC, surrogates, range)
     return value
 
 

@@ -27,7 +27,6 @@ class ReasonCode(StrEnum):
     EVENT_ID_CONFLICT = "event_id_conflict"  # same event_id, other bytes
     FORK = "fork"  # same stream and seq, other bytes
     CHAIN_BREAK = "chain_break"  # prev does not match the stored predecessor
-    STALE_SEQ = "stale_seq"  # seq below the stream head, not a known duplicate
     POST_CLOSURE = "post_closure_append"  # stream already concluded
     BAD_FINAL_SEQ = "bad_final_seq"  # terminal event's final_seq is not its own seq
     PRODUCER_SEQ_REUSED = "producer_seq_reused"  # producer seq already used by another event

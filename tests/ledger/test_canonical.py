@@ -323,12 +323,5 @@ def test_nesting_deeper_than_max_depth_is_rejected_on_the_append_path() -> None:
     assert parse_strict(JUST_DEEP_ENOUGH) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "parse_strict only walks values (and so checks MAX_DEPTH) when the bytes are non-ASCII or "
-        "contain a \\u escape; plain ASCII nesting of any depth is accepted, against its docstring"
-    ),
-)
 def test_parse_strict_rejects_nesting_deeper_than_max_depth() -> None:
     assert reason(TOO_DEEP) is ReasonCode.MALFORMED_JSON
