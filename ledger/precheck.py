@@ -8,7 +8,7 @@ stateful stage two (key validity at position, idempotency, chains) and with stor
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -22,8 +22,7 @@ from ledger.schema import SchemaCatalogue
 __all__ = ["Checked", "Rejected", "catalogue", "precheck", "precheck_many", "public_key"]
 
 
-@dataclass(frozen=True, slots=True)
-class Checked:
+class Checked(NamedTuple):
     """A record that passed stage one. `signature_ok` is None when the key was not known.
 
     `digest` is SHA-256 of the body (what the next event of the stream names as `prev`).
@@ -43,8 +42,7 @@ class Checked:
         return self.record[KEY_ID_SLICE]
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(NamedTuple):
     record: bytes
     reason: ReasonCode
     detail: str
