@@ -74,14 +74,33 @@ class KeyScope:
             return f"producer system {envelope.producer_system!r} is not {self.system!r}"
         if not envelope.stream.startswith(self.stream_prefixes):
             return f"stream {envelope.stream!r} is outside {list(self.stream_prefixes)}"
-        if not _type_pattern(self.event_types).match(envelope.type):
+        exact, prefixes, pattern = _type_matcher(self.event_types)
+        event_type = envelope.type
+        if not (
+            event_type in exact
+            or event_type.startswith(prefixes)
+            or (pattern is not None and pattern.match(event_type))
+        ):
             return f"type {envelope.type!r} is not in {list(self.event_types)}"
         return None
 
 
 @lru_cache(maxsize=1024)
-def _type_pattern(patterns: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+def _type_matcher(
+    patterns: tuple[str, ...],
+) -> tuple[frozenset[str], tuple[str, ...], re.Pattern[str] | None]:
+    """Exact types, `prefix.*` globs as plain prefixes, and a regex only for other globs."""
+    exact = frozenset(p for p in patterns if not any(c in p for c in "*?["))
+    prefixes = tuple(
+        p[:-1] for p in patterns if p.endswith(".*") and not any(c in p[:-2] for c in "*?[")
+    )
+    if "*" in patterns:
+        prefixes += ("",)
+    rest = [p for p in patterns if p not in exact and p[:-1] not in prefixes and p != "*"]
+    pattern = (
+        re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in rest)) if rest else None
+    )
+    return exact, prefixes, pattern
 
 
 ADMIN_SCOPE = KeyScope(ADMIN_SYSTEM, (REGISTRY_STREAM,), tuple(sorted(REGISTRY_TYPES)))

@@ -6,7 +6,6 @@ dead letters) but are never trusted by `verify`, which reads only the stored eve
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -84,7 +83,7 @@ def write_side(cursor: Any, dialect: Dialect, side: SideWrites, positions: Seque
         many(
             "INSERT INTO nk_event_ids (event_id, position, digest) VALUES (?, ?, ?)",
             [
-                (uuid.UUID(eid).bytes, pos, dig)
+                (bytes.fromhex(eid.replace("-", "")), pos, dig)
                 for (eid, dig), pos in zip(side.event_ids, positions, strict=True)
             ],
         )

@@ -303,7 +303,7 @@ class LedgerStore:
         """Position and body digest of each already-appended event id among `event_ids`."""
         found: dict[str, tuple[int, bytes]] = {}
         for i in range(0, len(event_ids), 500):
-            keys = [uuid.UUID(e).bytes for e in event_ids[i : i + 500]]
+            keys = [bytes.fromhex(e.replace("-", "")) for e in event_ids[i : i + 500]]
             marks = ",".join("?" * len(keys))
             for eid, pos, dig in self._query(
                 f"SELECT event_id, position, digest FROM nk_event_ids WHERE event_id IN ({marks})",
