@@ -383,9 +383,22 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
     help="Signature-check worker processes (default: one per core).",
 )
 @click.option("--fresh", is_flag=True, help="Delete an existing ledger in DIR first.")
+@click.option(
+    "--kafka",
+    "bootstrap",
+    metavar="HOST:PORT",
+    default=None,
+    help="Publish through this Kafka broker (SDK outbox -> Kafka -> ingest) instead of in-process.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def demo(
-    ledger_dir: Path | None, events: int, seed: int, workers: int | None, fresh: bool, as_json: bool
+    ledger_dir: Path | None,
+    events: int,
+    seed: int,
+    workers: int | None,
+    fresh: bool,
+    bootstrap: str | None,
+    as_json: bool,
 ) -> None:
     """The main job: create a ledger, enrol producers, append a synthetic run, seal it into a
     signed checkpoint, verify everything."""
@@ -400,9 +413,16 @@ def demo(
     with Ledger.init(directory) as ledger:
         signers = enrol_demo_producers(ledger)
         with progress_bar(events, "append") as update:
-            stats = run_simulation(
-                ledger, signers, events=events, seed=seed, workers=workers, progress=update
-            )
+            if bootstrap is None:
+                stats = run_simulation(
+                    ledger, signers, events=events, seed=seed, workers=workers, progress=update
+                )
+            else:
+                from ops.kafka_demo import run_demo_via_kafka
+
+                stats = run_demo_via_kafka(
+                    ledger, signers, events, seed, bootstrap, workers=workers, progress=update
+                )
         with Sealer(ledger, ensure_checkpoint_key(ledger)) as sealer:
             checkpoint = sealer.seal_once()
         nstreams = len(ledger.store.streams("matter/"))
@@ -474,6 +494,7 @@ def bench(events: int, workers: int | None, work_dir: Path | None, as_json: bool
 
 # Command groups that live in their own modules register themselves on `main`.
 from ops import cli_evidence as _cli_evidence  # noqa: E402, F401
+from ops import cli_kafka as _cli_kafka  # noqa: E402, F401
 from ops import cli_log as _cli_log  # noqa: E402, F401
 from ops import cli_witness as _cli_witness  # noqa: E402, F401
 
