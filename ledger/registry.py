@@ -97,9 +97,7 @@ def _type_matcher(
     if "*" in patterns:
         prefixes += ("",)
     rest = [p for p in patterns if p not in exact and p[:-1] not in prefixes and p != "*"]
-    pattern = (
-        re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in rest)) if rest else None
-    )
+    pattern = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in rest)) if rest else None
     return exact, prefixes, pattern
 
 
