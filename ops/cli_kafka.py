@@ -170,6 +170,13 @@ def init_topics(config: Path | None, bootstrap: str, **options: Any) -> None:
     default=None,
     help="Exit after this many seconds without input (default: run until SIGTERM).",
 )
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to reach the broker at start before giving up (exit code 3).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final counts as JSON.")
 def ingest(  # noqa: PLR0917 - one parameter per click option
     ledger_dir: Path | None,
@@ -184,6 +191,7 @@ def ingest(  # noqa: PLR0917 - one parameter per click option
     gap_timeout: float | None,
     session_timeout_ms: int,
     idle_exit: float | None,
+    connect_timeout: float,
     as_json: bool,
 ) -> None:
     """Consume TOPIC as a member of GROUP and append to the ledger until SIGTERM.
@@ -212,8 +220,17 @@ def ingest(  # noqa: PLR0917 - one parameter per click option
         if gap_timeout is not None:
             config = replace(config, gap_timeout_s=gap_timeout)
         appender = Appender(ledger.store, ledger.registry, config)
-        source = KafkaRecordSource(bootstrap, topic, group, session_timeout_ms=session_timeout_ms)
-        dlq = KafkaTransport(bootstrap, dead_letter_topic or dead_letter_topic_for(topic))
+        connect = {"bootstrap_timeout_ms": int(connect_timeout * 1000)}
+        source = KafkaRecordSource(
+            bootstrap, topic, group, session_timeout_ms=session_timeout_ms, extra=connect
+        )
+        try:
+            dlq = KafkaTransport(
+                bootstrap, dead_letter_topic or dead_letter_topic_for(topic), extra=connect
+            )
+        except BaseException:
+            source.close()
+            raise
         try:
             click.echo(
                 f"neikong ingest: consuming {topic} as group {group} into {ledger.directory}",

@@ -46,12 +46,15 @@ class Origin(NamedTuple):
 class _LogAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, topic: str, group: str) -> None:
         self.topic, self.group = topic, group
+        self.changed_at = time.monotonic()
 
     def on_partitions_revoked(self, revoked: Any) -> None:
+        self.changed_at = time.monotonic()
         if revoked:
             log.info("%s/%s: partitions revoked %s", self.group, self.topic, _ids(revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        self.changed_at = time.monotonic()
         log.info("%s/%s: partitions assigned %s", self.group, self.topic, _ids(assigned))
 
 
@@ -101,10 +104,14 @@ class KafkaRecordSource:
                     if time.monotonic() > deadline:
                         raise NeikongError(f"topic {topic} has no partitions (does it exist?)")
                     time.sleep(0.2)
-                self._consumer.subscribe([topic], listener=_LogAssignments(topic, group))
+                self._listener = _LogAssignments(topic, group)
+                self._consumer.subscribe([topic], listener=self._listener)
         except BaseException:
             self._consumer.close(autocommit=False)
             raise
+        # kafka-python 3.0.12 can leave a member with no partitions after a join that raced
+        # a metadata update; a member left empty this long joins again
+        self._rejoin_after_s = 3 * session_timeout_ms / 1000
         self._polled: deque[Origin] = deque()  # handed out, not committed, in order
         self._committed: dict[TopicPartition, int] = {}
         self._next: dict[TopicPartition, int] = {}  # next offset after the last one polled
@@ -112,6 +119,7 @@ class KafkaRecordSource:
     # -- RecordSource ----------------------------------------------------------------------
 
     def poll(self, max_records: int, timeout: float) -> Sequence[bytes]:
+        self._rejoin_if_left_empty()
         with kafka_errors_translated(f"polling {self.topic}"):
             fetched = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
         values: list[bytes] = []
@@ -155,6 +163,22 @@ class KafkaRecordSource:
             raise
         for tp, meta in commit.items():
             self._committed[tp] = meta.offset
+
+    def _rejoin_if_left_empty(self) -> None:
+        if time.monotonic() - self._listener.changed_at < self._rejoin_after_s:
+            return
+        with kafka_errors_translated(f"checking the assignment of {self.topic}"):
+            if self._consumer.assignment() or not self._consumer.partitions_for_topic(self.topic):
+                return
+            log.warning(
+                "%s/%s: no partitions for %.0f s; joining the group again",
+                self.group,
+                self.topic,
+                self._rejoin_after_s,
+            )
+            self._listener.changed_at = time.monotonic()
+            self._consumer.unsubscribe()
+            self._consumer.subscribe([self.topic], listener=self._listener)
 
     # -- extras for the ingest loop --------------------------------------------------------
 

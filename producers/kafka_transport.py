@@ -18,6 +18,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
@@ -100,11 +101,36 @@ def kafka_client(factory: Callable[[], _T], doing: str) -> _T:
         return factory()
     except Exception as exc:
         error = translate_kafka_error(exc, doing)
+        _close_half_made_clients(exc)
     # the failed constructor's frames are unreachable now (the `except` block ended)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
     raise error
+
+
+def _close_half_made_clients(exc: BaseException) -> None:
+    """Close the network client a failed kafka-python constructor left open (found in its
+    frames: `client` in KafkaProducer.__init__, `self._client` in the consumer and admin
+    client), so its sockets close now even if something (a captured log record) still
+    refers to them."""
+    tb = exc.__traceback__
+    closed: set[int] = set()
+    while tb is not None:
+        local = tb.tb_frame.f_locals
+        for candidate in (local.get("client"), getattr(local.get("self"), "_client", None)):
+            close = getattr(candidate, "close", None)
+            if (
+                candidate is None
+                or id(candidate) in closed
+                or not callable(close)
+                or not type(candidate).__module__.startswith("kafka.")
+            ):
+                continue
+            closed.add(id(candidate))
+            with contextlib.suppress(Exception):
+                close()
+        tb = tb.tb_next
 
 
 def producer_settings(
