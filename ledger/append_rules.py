@@ -69,6 +69,7 @@ class Batch:
     ids: dict[str, bytes] = field(default_factory=dict)  # event_id -> digest, this batch
     digests: dict[tuple[str, int], bytes] = field(default_factory=dict)  # appended this batch
     stored_ids: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    released: int = 0  # parked records appended by this batch after a recheck
 
     @property
     def next_position(self) -> int:
@@ -112,6 +113,9 @@ class AppendRules:
         self._producers = self.store.producer_heads()
         self._parked: dict[bytes, ParkedRow] = {p.digest: p for p in self.store.parked()}
         self._reindex_parked()
+        # Another writer (or this one before a restart) may have appended what a parked record
+        # waits for; the next batch looks at the parked records again.
+        self._recheck_parked = bool(self._parked)
         if self.registry.last_position < self._base:
             load_registry(self.store, self.registry)  # changes appended by another writer
 
@@ -126,10 +130,46 @@ class AppendRules:
         return self._base
 
     def decide_batch(self, checked: Sequence[Checked | Rejected]) -> tuple[Batch, list[Outcome]]:
-        """Decide every record of a batch, in order, on the current (tentative) state."""
+        """Decide every record of a batch, in order, on the current (tentative) state.
+
+        After a reload, parked records whose wait is over are decided first (they are not in
+        the outcomes: they were reported as parked when they arrived).
+        """
         batch = Batch(base=self._base, side=SideWrites(expected_max_position=self._base))
+        if self._recheck_parked:
+            self._recheck_parked = False
+            batch.released = self._release_ready(batch)
         self._prefetch(checked, batch)
         return batch, [self._decide(item, batch) for item in checked]
+
+    def recheck_parked(self) -> None:
+        """Re-read the store and look at every parked record again in the next batch."""
+        self.reload()
+        self._recheck_parked = bool(self._parked)
+
+    def _release_ready(self, batch: Batch) -> int:
+        """Decide parked records whose stream and producer predecessors are in the ledger."""
+        released = 0
+        progress = True
+        while progress:
+            progress = False
+            for row in sorted(self._parked.values(), key=lambda r: (r.system, r.producer_seq)):
+                head = self._head(row.stream, batch)
+                last = batch.producers.get(row.system, self._producers.get(row.system, 0))
+                if row.stream_seq > head.length + 1 or row.producer_seq > last + 1:
+                    continue
+                item = precheck(row.record, self.max_record_bytes, {})
+                if not isinstance(item, Checked):
+                    continue
+                outcome = self._rules(item, batch, from_park=True)
+                if outcome.status == "parked":
+                    continue
+                self._drop_parked(row, batch)
+                progress = True
+                if outcome.status == "appended":
+                    released += 1
+                    self._unpark_followers(item.envelope, batch)
+        return released
 
     def apply_tentative(self, batch: Batch) -> None:
         """Let the next batch be decided as if `batch` had committed."""

@@ -254,6 +254,20 @@ class Appender:
 
     # -- stage two -------------------------------------------------------------------------
 
+    def retry_parked(self) -> int:
+        """Append parked records whose gap another writer filled; return how many.
+
+        With several ingest processes on one ledger, the record a parked one waits for may be
+        appended by another process; an idle ingester calls this so nothing stays parked.
+        """
+        while self._pending:
+            self._finish_oldest()
+        self.rules.recheck_parked()
+        self._decide_and_write([])
+        batch = self._pending[-1].batch
+        self._finish_oldest()
+        return batch.released
+
     # -- gaps ------------------------------------------------------------------------------
 
     def overdue_gaps(self, now: float | None = None) -> list[dict[str, object]]:
