@@ -477,14 +477,38 @@ def demo(
     default=None,
     help="Scratch directory (default: a temporary one).",
 )
+@click.option(
+    "--kafka", metavar="HOST:PORT", default=None, help="Also measure through this Kafka broker."
+)
 @click.option("--json", "as_json", is_flag=True, help="One flat JSON object.")
-def bench(events: int, workers: int | None, work_dir: Path | None, as_json: bool) -> None:
-    """Measure baselines and the ledger's ingest and verify rates on this machine."""
+def bench(
+    events: int, workers: int | None, work_dir: Path | None, kafka: str | None, as_json: bool
+) -> None:
+    """Measure baselines and the ledger's ingest and verify rates on this machine.
+
+    With --kafka, also raw kafka-python produce+consume, the SDK's emit rate with its durable
+    outbox, and producer -> Kafka -> ingest -> ledger end to end (against the in-process ingest
+    rate of the same run).
+    """
     from ops.bench import run_bench
 
-    figures = run_bench(
-        events=events, workers=workers, work_dir=work_dir, log=lambda m: click.echo(m, err=True)
-    )
+    def log(message: str) -> None:
+        click.echo(message, err=True)
+
+    figures = run_bench(events=events, workers=workers, work_dir=work_dir, log=log)
+    if kafka is not None:
+        from ops.kafka_bench import run_kafka_bench
+
+        figures.update(
+            run_kafka_bench(
+                events=min(events, 20_000),
+                bootstrap=kafka,
+                workers=workers,
+                work_dir=work_dir,
+                log=log,
+                inprocess_ingest_per_s=figures["ingest_per_s"],
+            )
+        )
     if as_json:
         click.echo(json.dumps(figures, sort_keys=True))
     else:
