@@ -158,18 +158,25 @@ class AppendRules:
                 last = batch.producers.get(row.system, self._producers.get(row.system, 0))
                 if row.stream_seq > head.length + 1 or row.producer_seq > last + 1:
                     continue
-                item = precheck(row.record, self.max_record_bytes, {})
-                if not isinstance(item, Checked):
-                    continue
-                outcome = self._rules(item, batch, from_park=True)
-                if outcome.status == "parked":
-                    continue
-                self._drop_parked(row, batch)
-                progress = True
-                if outcome.status == "appended":
+                status, envelope = self._decide_parked(row, batch)
+                progress = progress or status != "parked"
+                if envelope is not None:
                     released += 1
-                    self._unpark_followers(item.envelope, batch)
+                    self._unpark_followers(envelope, batch)
         return released
+
+    def _decide_parked(self, row: ParkedRow, batch: Batch) -> tuple[Status, Envelope | None]:
+        """Run the rules again on a parked record (its key is judged at the new position);
+        unless it stays parked it leaves the park. Returns its status, and its envelope if it
+        was appended."""
+        item = precheck(row.record, self.max_record_bytes, {})
+        if not isinstance(item, Checked):
+            return "parked", None
+        outcome = self._rules(item, batch, from_park=True)
+        if outcome.status == "parked":
+            return "parked", None
+        self._drop_parked(row, batch)
+        return outcome.status, item.envelope if outcome.status == "appended" else None
 
     def apply_tentative(self, batch: Batch) -> None:
         """Let the next batch be decided as if `batch` had committed."""
@@ -452,15 +459,9 @@ class AppendRules:
                 row = self._parked.get(digest) if digest else None
                 if row is None:
                     continue
-                item = precheck(row.record, self.max_record_bytes, {})
-                if not isinstance(item, Checked):
-                    continue
-                outcome = self._rules(item, batch, from_park=True)
-                if outcome.status == "parked":
-                    continue
-                self._drop_parked(row, batch)
-                if outcome.status == "appended":
-                    queue.append(item.envelope)
+                _, envelope = self._decide_parked(row, batch)
+                if envelope is not None:
+                    queue.append(envelope)
 
     def _drop_parked(self, row: ParkedRow, batch: Batch) -> None:
         self._parked.pop(row.digest, None)
