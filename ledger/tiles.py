@@ -40,6 +40,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ledger.errors import NeikongError, VerificationError
+from ledger.files import fsync_dir
 from ledger.merkle import HASH_SIZE, leaf_hash
 
 __all__ = [
@@ -270,7 +271,7 @@ class TileStore:
         try:
             _write_synced(tmp, data)
             os.replace(tmp, self.root / CHECKPOINT_FILE)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise TileError(f"cannot write {self.root / CHECKPOINT_FILE}: {exc}") from exc
@@ -288,7 +289,7 @@ class TileStore:
             unsynced, self._unsynced = self._unsynced, set()
         if self.durable:
             for directory in sorted(unsynced, key=lambda p: len(p.parts), reverse=True):
-                _fsync_dir(directory)
+                fsync_dir(directory)
 
     def read(self, rel: str) -> bytes:
         try:
@@ -370,14 +371,6 @@ def _write_synced(path: Path, data: bytes, *, fsync: bool = True) -> None:
             view = view[os.write(fd, view) :]
         if fsync:
             os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
     finally:
         os.close(fd)
 

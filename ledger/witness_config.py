@@ -20,10 +20,10 @@ stored for them is `ledger.cosign_verify`.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.files import replace_atomically
 from ledger.note import (
     SIG_TYPE_COSIGNATURE,
     NoteError,
@@ -118,23 +118,5 @@ def add_witness(ledger_dir: Path, name: str, url: str, vkey: str) -> ConfiguredW
         raise ValueError(f"another witness already uses the key {vkey.split('+')[0]}")
     witnesses.append(new)
     rows = [{"name": w.name, "url": w.url, "vkey": w.vkey} for w in witnesses]
-    _replace(ledger_dir / WITNESSES_FILE, (json.dumps(rows, indent=2) + "\n").encode())
+    replace_atomically(ledger_dir / WITNESSES_FILE, (json.dumps(rows, indent=2) + "\n").encode())
     return new
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Atomically replace `path`: temporary file, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ledger.checkpoints import CHECKPOINTS_DIR, TILES_DIR, list_checkpoints
 from ledger.errors import NeikongError
+from ledger.files import replace_atomically
 from ledger.merkle_proofs import consistency_proof
 from ledger.note import Checkpoint, NoteError, NoteSignature, SignedNote
 from ledger.tiles import TileHashReader, TileStore
@@ -240,7 +241,7 @@ def _merge(
             if all((s.name, s.key_hash) != (sig.name, sig.key_hash) for s in keep):
                 keep.append(sig)
         note = SignedNote(stored.body, tuple(keep))
-        _replace(cosigned_path(ledger_dir, size), note.encode())
+        replace_atomically(cosigned_path(ledger_dir, size), note.encode())
         return note
 
 
@@ -252,21 +253,3 @@ def _lock(ledger_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Atomically replace `path`: temporary file, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
