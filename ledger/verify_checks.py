@@ -7,6 +7,7 @@ Pure functions of the rows (and the key registry), shared by the process-pool pa
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Iterable
 
 from ledger.canonical import parse_canonical, parse_strict
@@ -18,7 +19,7 @@ from ledger.precheck import public_key
 from ledger.reasons import ReasonCode
 from ledger.registry import REGISTRY_STREAM, REGISTRY_TYPES, KeyRegistry
 from ledger.registry_fold import check_genesis
-from ledger.store import stream_id_hex
+from ledger.store import STREAM_NAMESPACE
 
 __all__ = [
     "ProducerSequences",
@@ -32,6 +33,16 @@ __all__ = [
 Row = tuple[int, str, int, bytes]  # position, stream id hex, version, record
 # producer runs: (system, first_seq, last_seq, first_position, event_id and stream of first)
 Run = tuple[str, int, int, int, str, str]
+
+
+_LAST_STREAM: list[str] = ["", ""]  # (name, hex): rows come grouped by stream in pass B
+
+
+def _stream_hex(stream: str) -> str:
+    """UUIDv5 hex of a stream name, remembering only the last one (memory must not grow)."""
+    if _LAST_STREAM[0] != stream:
+        _LAST_STREAM[0], _LAST_STREAM[1] = stream, uuid.uuid5(STREAM_NAMESPACE, stream).hex
+    return _LAST_STREAM[1]
 
 
 def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelope | None]:
@@ -62,7 +73,7 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
     except (KeyError, TypeError, AttributeError) as exc:  # covers the bytes since then
         found(FindingKind.SCHEMA_INVALID, f"not an envelope: {exc!r}")
         return out, None
-    if stream_id_hex(env.stream) != sid or env.stream_seq != version:
+    if _stream_hex(env.stream) != sid or env.stream_seq != version:
         found(
             FindingKind.MISFILED,
             f"stored as ({sid[:8]}…, {version}), body says ({env.stream}, {env.stream_seq})",
