@@ -204,8 +204,8 @@ class KeyRegistry:
     ) -> tuple[ReasonCode, str] | None:
         try:
             claimed, _ = _decode_public(envelope.data["root_key"])
-        except (RegistryError, ValueError) as exc:
-            return ReasonCode.SCHEMA_INVALID, str(exc)
+        except (RegistryError, ValueError, KeyError, TypeError) as exc:
+            return ReasonCode.SCHEMA_INVALID, f"genesis root key unreadable: {exc!r}"
         if claimed != key_id:
             return ReasonCode.UNKNOWN_KEY, "genesis is not signed by the key it names"
         if self.root_key_id is not None and key_id != self.root_key_id:

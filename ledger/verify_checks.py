@@ -78,11 +78,11 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
             FindingKind.MISFILED,
             f"stored as ({sid[:8]}…, {version}), body says ({env.stream}, {env.stream_seq})",
         )
-    problem = registry.check(signed.key_id, env, position)
-    entry = registry.lookup(signed.key_id)
     if env.type == "ledger.genesis":
         out.extend(check_genesis(position, signed, env, registry.root_key_id))
         return out, env
+    problem = registry.check(signed.key_id, env, position)
+    entry = registry.lookup(signed.key_id)
     if problem is not None:
         kind = {
             ReasonCode.UNKNOWN_KEY: FindingKind.UNKNOWN_KEY,
