@@ -7,7 +7,9 @@
     ├── StoreError (RuntimeError)          the event store failed (database down, disk full, …)
     │   └── ConflictError                  a concurrent writer won a race (retry-able)
     ├── Backpressure (TimeoutError)        retry later: an outbox or queue is full
-    └── VerificationError (ValueError)     a check failed; carries the evidence (findings)
+    ├── VerificationError (ValueError)     a check failed; carries the evidence (findings)
+    └── PiiTampered (ValueError)           a stored personal value no longer opens its commitment
+                                           (defined in ledger/pii.py)
 
 Third-party exceptions (sqlite3, psycopg, eventsourcing, cryptography) are translated into these
 at the module boundary that calls them; only the CLI prints and chooses exit codes.

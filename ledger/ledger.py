@@ -15,21 +15,39 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.appender import AppendConfig, Appender, Outcome
 from ledger.builder import build_body, new_event_id, utc_timestamp
 from ledger.envelope import MAX_RECORD_BYTES, b64
 from ledger.errors import LedgerNotFound, NeikongError
 from ledger.keys import Signer, generate_private_key, key_id_of, write_private_key
+from ledger.pii import PiiStore
 from ledger.registry import ADMIN_SCOPE, ADMIN_SYSTEM, REGISTRY_STREAM, KeyRegistry, KeyScope
 from ledger.registry_fold import load_registry
 from ledger.store import LedgerStore, StoreConfig
 
-__all__ = ["CONFIG_FILE", "Ledger", "LedgerConfig"]
+__all__ = ["CONFIG_FILE", "SERVICES", "AppendedEvent", "Ledger", "LedgerConfig"]
 
 CONFIG_FILE = "ledger.json"
 ROOT_KEY = "keys/root.key"
+
+# The ledger's own signing services: each has its key file keys/svc-<name>.key, enrolled by the
+# admin on first use with the least scope it needs (its stream prefixes and event types only).
+SERVICES: dict[str, KeyScope] = {
+    "console": KeyScope("neikong-console", ("pii/", "audit/"), ("pii.*", "audit.*")),
+    "projector": KeyScope("neikong-projector", ("projection/",), ("projection.*",)),
+    "detector": KeyScope(
+        "neikong-detector", ("warning/", "card/", "command/"), ("warning.*", "card.*", "command.*")
+    ),
+}
+
+
+class AppendedEvent(NamedTuple):
+    position: int
+    event_id: str
+    stream: str
+    stream_seq: int
 
 
 @dataclass(frozen=True)
@@ -198,23 +216,100 @@ class Ledger:
         return self.directory / "keys" / f"{name}.key"
 
     def _admin_append(self, type_: str, data: dict[str, Any], signer: Signer | None = None) -> None:
-        signer = signer or self.admin_signer()
-        info = self.store.stream_info(REGISTRY_STREAM)
-        seq = (info.length if info else 0) + 1
-        body = build_body(
-            event_id=new_event_id(),
-            stream=REGISTRY_STREAM,
-            stream_seq=seq,
-            prev=b64(info.head_digest) if info else None,
-            system=ADMIN_SYSTEM,
-            producer_seq=self.store.producer_heads().get(ADMIN_SYSTEM, 0) + 1,
-            type=type_,
-            occurred_at=utc_timestamp(),
+        self._sign_and_append(
+            signer or self.admin_signer(),
+            ADMIN_SYSTEM,
+            REGISTRY_STREAM,
+            type_,
             actor={"official": "ledger-admin", "role": "admin"},
             data=data,
         )
-        outcome: Outcome = self.appender().submit([signer.sign(body).encode()])[0]
-        if outcome.status != "appended":
-            raise NeikongError(
-                f"{type_} was not appended: {outcome.reason} {outcome.detail}".strip()
+
+    # -- the ledger's own services (console, projector, detector) --------------------------
+
+    def service_signer(self, service: str) -> Signer:
+        """The signer of one of `SERVICES`, enrolled by the admin on first use."""
+        scope = SERVICES.get(service)
+        if scope is None:
+            raise NeikongError(f"unknown service {service!r}; one of {sorted(SERVICES)}")
+        path = self.key_path(f"svc-{service}")
+        if not path.exists():
+            self.enrol_key(
+                f"svc-{service}", service, scope, note=f"the ledger's own {service} service"
             )
+        return Signer.from_file(path)
+
+    def append_as(
+        self,
+        service: str,
+        stream: str,
+        type_: str,
+        *,
+        actor: dict[str, str],
+        data: dict[str, Any],
+        subject: dict[str, str] | None = None,
+        pii: dict[str, str] | None = None,
+        occurred_at: str | None = None,
+    ) -> AppendedEvent:
+        """Sign one event with a service key and append it; durable when this returns.
+
+        Stream and producer sequences come from the store's heads, so services MUST append
+        only through this method, one writer per service at a time: a concurrent append is
+        detected by the append rules and raised as an error, never appended twice.
+        """
+        signer = self.service_signer(service)
+        return self._sign_and_append(
+            signer,
+            SERVICES[service].system,
+            stream,
+            type_,
+            actor=actor,
+            data=data,
+            subject=subject,
+            pii=pii,
+            occurred_at=occurred_at,
+        )
+
+    def pii_store(self) -> PiiStore:
+        """The erasable store of personal values beside this ledger (see ledger/pii.py)."""
+        if self.config.store_url.startswith(("postgres://", "postgresql://")):
+            return PiiStore(self.config.store_url)
+        return PiiStore(self.directory / "pii.db")
+
+    def _sign_and_append(
+        self,
+        signer: Signer,
+        system: str,
+        stream: str,
+        type_: str,
+        *,
+        actor: dict[str, str],
+        data: dict[str, Any],
+        subject: dict[str, str] | None = None,
+        pii: dict[str, str] | None = None,
+        occurred_at: str | None = None,
+    ) -> AppendedEvent:
+        info = self.store.stream_info(stream)
+        seq = (info.length if info else 0) + 1
+        event_id = new_event_id()
+        body = build_body(
+            event_id=event_id,
+            stream=stream,
+            stream_seq=seq,
+            prev=b64(info.head_digest) if info else None,
+            system=system,
+            producer_seq=self.store.producer_heads().get(system, 0) + 1,
+            type=type_,
+            occurred_at=occurred_at or utc_timestamp(),
+            actor=actor,
+            subject=subject,
+            data=data,
+            pii=pii,
+        )
+        outcome: Outcome = self.appender().submit([signer.sign(body).encode()])[0]
+        if outcome.status != "appended" or outcome.position is None:
+            raise NeikongError(
+                f"{type_} was not appended: {outcome.status} {outcome.reason or ''}"
+                f" {outcome.detail}; another writer may be appending for {system}: retry"
+            )
+        return AppendedEvent(outcome.position, event_id, stream, seq)
