@@ -8,10 +8,15 @@ through the rebuild == incremental, crash-resume, `--at` and backend-equality pr
 from __future__ import annotations
 
 from projections.base import Projection
+from projections.case_history import CaseHistory
+from projections.declarations import Declarations
+from projections.integrity_file import IntegrityFile
+from projections.unit_stats import UnitStats
+from projections.violations import Violations
 
 __all__ = ["all_projections"]
 
 
 def all_projections() -> list[Projection]:
     """A fresh instance of every registered projection, in a stable order."""
-    return []
+    return [IntegrityFile(), Declarations(), Violations(), CaseHistory(), UnitStats()]

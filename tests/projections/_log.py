@@ -26,6 +26,7 @@ SYSTEMS = {
     "complaint": "4403-jijian",
     "violation": "4403-ducha",
     "pii": "neikong-console",
+    "taxpayer": "4403-fapiao",
     "audit": "neikong-console",
     "warning": "neikong-detector",
     "card": "neikong-detector",
@@ -42,6 +43,23 @@ class Log:
         self.events: list[LoggedEvent] = []
         self._seqs: dict[str, int] = {}
         self._producer: dict[str, int] = {}
+
+    def example(self, type: str, **override: Any) -> LoggedEvent:
+        """The catalogue example of `type` (tests/catalogue_examples.py): its stream, data,
+        actor, subject and pii, with `override` replacing any of them."""
+        from tests.catalogue_examples import envelope_for
+
+        env = envelope_for(type)
+        fields: dict[str, Any] = {
+            "stream": env["stream"],
+            "data": env["data"],
+            "subject": env.get("subject"),
+            "actor": env["actor"],
+            "pii": env.get("pii"),
+            "at": env["occurred_at"],
+        }
+        fields.update(override)
+        return self.add(type, **fields)
 
     def add(
         self,
