@@ -9,56 +9,70 @@ Guarantees:
 - The timeline lists every folded event in log order with its stream sequence, type, step,
   actor (official, role, unit), `occurred_at`, global position and event id, so an inspector
   can find and prove each line (`neikong export`).
-- Durations are measured from the producers' `occurred_at`, in the calendar the matter's
-  `time_limit` names (working days per `ledger.workdays` when the flow says `working`, else
-  natural days), and compared with the limit plus approved extensions. Nothing reads the
-  wall clock: an open matter's overdue state is judged at query time (`case_state`).
+- Durations are measured from the producers' `occurred_at` (as CST civil dates), in the
+  calendar the matter's `time_limit` names (working days per `ledger.workdays` when it says
+  `working`, else natural days), and the conclusion is compared with the last day of the limit
+  plus approved extensions (`ledger.workdays` conventions: day 0 = acceptance, natural limits
+  roll forward to a working day). Nothing reads the wall clock: an open matter's overdue state
+  is judged at query time (`case_state`).
 - Conformance findings are those of `projections.conformance.check_matter` over the matter's
   events so far, recomputed at each event (a pure function of them).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import date
 from typing import Any, ClassVar
 
+from ledger.workdays import OutsideCalendar, WorkCalendar, default_calendar
 from projections.base import Doc, LoggedEvent
 from projections.support import event_ref, parse_date
 
-__all__ = ["CaseHistory", "case_state", "elapsed_days"]
+__all__ = ["CaseHistory", "case_state", "due_day", "elapsed_days"]
 
 _TERMINAL = {"matter.concluded": "concluded", "matter.withdrawn": "withdrawn"}
 
 
-def elapsed_days(start: str, end: str, calendar: str) -> int:
-    """Days from `start` to `end` (dates or timestamps): calendar days, or working days
-    (those after `start` up to and including `end`) when `calendar` is `working`."""
-    if calendar == "working":
-        return _working_days_between(start, end)
-    return (parse_date(end) - parse_date(start)).days
+def _local(text: str) -> date:
+    """A date as is; a UTC timestamp as its civil date in China Standard Time."""
+    return WorkCalendar.local_date(text) if len(text) > 10 else parse_date(text)
 
 
-def _working_days_between(start: str, end: str) -> int:
-    first, last = parse_date(start), parse_date(end)
-    if last <= first:
-        return 0
-    try:  # the holiday calendar (ledger/workdays.py), once it lands
-        workdays: Any = importlib.import_module("ledger.workdays")
-    except ImportError:
-        days = (last - first).days
-        return sum(1 for i in range(1, days + 1) if (first + timedelta(days=i)).weekday() < 5)
-    return int(workdays.working_days_between(first, last))
+def elapsed_days(start: str, end: str, calendar: str) -> int | None:
+    """Days from `start` to `end` (dates or UTC timestamps, taken as CST civil dates):
+    natural days, or working days d with start < d <= end when `calendar` is `working`
+    (None when a date lies outside the holiday calendar: never guessed)."""
+    a, b = _local(start), _local(end)
+    if calendar != "working":
+        return (b - a).days
+    try:
+        return default_calendar().working_days_between(a, b)
+    except OutsideCalendar:
+        return None
+
+
+def due_day(doc: Doc) -> str | None:
+    """The last day of the matter's limit (plus extensions), per `ledger.workdays`."""
+    if doc["limit_days"] is None or doc["accepted_at"] is None:
+        return None
+    try:
+        return (
+            default_calendar()
+            .due_day(_local(doc["accepted_at"]), doc["limit_days"], doc["calendar"])
+            .isoformat()
+        )
+    except OutsideCalendar:
+        return None
 
 
 def case_state(doc: Doc, as_of: str) -> str:
-    """open / overdue / concluded / withdrawn: an open matter past its limit (limit plus
-    extensions, counted in its calendar from acceptance up to `as_of`) is overdue."""
-    if doc["state"] != "open" or doc["limit_days"] is None or doc["accepted_at"] is None:
+    """open / overdue / concluded / withdrawn: an open matter is overdue from the day after
+    the last day of its limit (limit plus approved extensions, in its calendar)."""
+    last = due_day(doc)
+    if doc["state"] != "open" or last is None:
         return str(doc["state"])
-    used = elapsed_days(doc["accepted_at"], as_of, doc["calendar"])
-    return "overdue" if used > doc["limit_days"] else "open"
+    return "overdue" if parse_date(as_of) > parse_date(last) else "open"
 
 
 def _new(key: str) -> Doc:
@@ -194,12 +208,15 @@ def _fold_matter_event(doc: Doc, event: LoggedEvent) -> None:
         doc["state"] = _TERMINAL[event.type]
         doc["concluded_at"] = event.occurred_at
         if doc["accepted_at"] is not None:
-            used = elapsed_days(doc["accepted_at"], event.occurred_at, doc["calendar"])
+            last = due_day(doc)
             doc["total"] = {
-                "days": used,
+                "days": elapsed_days(doc["accepted_at"], event.occurred_at, doc["calendar"]),
                 "calendar": doc["calendar"],
                 "limit_days": doc["limit_days"],
-                "within_limit": None if doc["limit_days"] is None else used <= doc["limit_days"],
+                "due_day": last,
+                "within_limit": None
+                if last is None
+                else _local(event.occurred_at) <= parse_date(last),
             }
 
 
