@@ -47,13 +47,20 @@ PATTERN_KIND[TIMESTAMP] = "timestamp"
 BAD_DATES = ("2026-13-01", "2026-1-5", "20260105", "2026-01-05T00:00:00Z", "05/01/2026")
 
 
-def catalogue_types() -> list[str]:
-    """Backticked type names in the first column of the catalogue doc's tables."""
-    types = []
+def catalogue_types(header_has: str = "data") -> list[str]:
+    """Backticked type names in the first column of the doc's tables whose header has a
+    column named `header_has` (the type tables have a `data` column)."""
+    types: list[str] = []
+    header: list[str] | None = None
     for line in CATALOGUE_DOC.read_text("utf-8").splitlines():
-        if line.startswith("|"):
-            first_cell = line.split("|")[1]
-            types += re.findall(r"`([a-z]+\.[a-z_]+)`", first_cell)
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif header_has in header and not set(line) <= set("|-: "):
+            types += re.findall(r"`([a-z]+\.[a-z_]+)`", cells[0])
     return types
 
 
@@ -81,6 +88,33 @@ def test_the_doc_names_every_type_once_and_the_parse_found_them() -> None:
     families = {n.split(".")[0] for n in names}
     expected = {"matter", "taxpayer", "decision", "personnel", "declaration", "complaint"}
     assert families == expected | {"violation", "pii", "audit", "projection"}
+
+
+def optional_fields_table() -> dict[str, set[str]]:
+    """type -> the optional top-level fields the doc's "optional fields" table lists."""
+    rows: dict[str, set[str]] = {}
+    in_table = False
+    for line in CATALOGUE_DOC.read_text("utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| type | optional fields"):
+            in_table = True
+        elif not line.startswith("|"):
+            in_table = False
+        elif in_table and not set(line) <= set("|-: "):
+            [event_type] = re.findall(r"`([a-z]+\.[a-z_]+)`", cells[0])
+            rows[event_type] = set(re.findall(r"`([a-z_]+)`", cells[1]))
+            assert rows[event_type] or cells[1] == "none", line
+    return rows
+
+
+def test_the_optional_fields_table_matches_the_schemas() -> None:
+    table = optional_fields_table()
+    assert len(table) >= 15
+    assert set(table) <= set(TYPES)
+    for event_type in TYPES:
+        schema = schema_of(event_type)
+        optional = set(schema["properties"]) - set(schema["required"])
+        assert optional == table.get(event_type, set()), event_type
 
 
 def test_every_catalogue_type_has_a_schema_and_every_schema_is_catalogued() -> None:
