@@ -29,8 +29,9 @@ from ledger.ledger import Ledger
 from ledger.reasons import ReasonCode
 from ledger.registry import KeyScope
 from ledger.schema import SchemaCatalogue
+from producers.simulator import simulate
 from tests.catalogue_examples import EXAMPLES, envelope_for, producer_for, stream_for
-from tests.ledger._support import Feed
+from tests.ledger._support import Feed, default_data
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOGUE_DOC = REPO / "docs" / "event-catalogue.md"
@@ -347,15 +348,34 @@ def test_edge_values_the_catalogue_allows(event_type: str, patch: dict[str, Any]
     CATALOGUE.validate(envelope_for(event_type, {**EXAMPLES[event_type], **patch}))
 
 
-def test_the_legacy_matter_data_stays_valid() -> None:
-    legacy = {
-        "matter.accepted": {"matter_type": "licence", "channel": "hall"},
-        "matter.step_completed": {"step": "review", "outcome": "passed"},
-        "matter.concluded": {"outcome": "granted", "final_seq": 3},
-        "matter.withdrawn": {"reason": "applicant withdrew", "final_seq": 2},
-    }
-    for event_type, data in legacy.items():
-        CATALOGUE.validate(envelope_for(event_type, data))
+def test_the_matter_data_the_existing_tests_send_stays_valid() -> None:
+    for event_type in ("matter.accepted", "matter.step_completed", "matter.extension_approved"):
+        CATALOGUE.validate(envelope_for(event_type, default_data(event_type, 1)))
+    for event_type in ("matter.concluded", "matter.withdrawn"):
+        CATALOGUE.validate(envelope_for(event_type, default_data(event_type, 3)))
+
+
+def test_the_simulator_emits_only_schema_valid_events() -> None:
+    seqs: Counter[str] = Counter()
+    types: Counter[str] = Counter()
+    for event in simulate(7, 3000):
+        seqs[event.stream] += 1
+        types[event.type] += 1
+        envelope = envelope_for(
+            event.type,
+            event.data,
+            stream=event.stream,
+            stream_seq=seqs[event.stream],
+            prev=None if seqs[event.stream] == 1 else "A" * 43 + "=",
+            producer={"system": event.system, "seq": sum(seqs.values())},
+            actor=event.actor,
+            subject=event.subject,
+            occurred_at=event.occurred_at,
+        )
+        envelope.pop("pii", None)
+        CATALOGUE.validate(envelope)
+    assert sum(types.values()) == 3000
+    assert {"matter.accepted", "matter.step_completed", "matter.concluded"} <= set(types)
 
 
 def test_a_change_report_needs_the_date_of_the_event() -> None:
