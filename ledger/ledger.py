@@ -234,8 +234,9 @@ class Ledger:
             raise NeikongError(f"unknown service {service!r}; one of {sorted(SERVICES)}")
         path = self.key_path(f"svc-{service}")
         if not path.exists():
+            purpose = "detector" if service == "detector" else "service"
             self.enrol_key(
-                f"svc-{service}", service, scope, note=f"the ledger's own {service} service"
+                f"svc-{service}", purpose, scope, note=f"the ledger's own {service} service"
             )
         return Signer.from_file(path)
 

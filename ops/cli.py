@@ -165,7 +165,7 @@ def keys_list(ledger_dir: Path | None, as_json: bool) -> None:
 @click.argument("name")
 @click.option(
     "--purpose",
-    type=click.Choice(["producer", "admin", "checkpoint", "detector", "witness"]),
+    type=click.Choice(["producer", "admin", "checkpoint", "detector", "witness", "service"]),
     default="producer",
     show_default=True,
 )
@@ -518,8 +518,11 @@ def bench(
 
 # Command groups that live in their own modules register themselves on `main`.
 from ops import cli_evidence as _cli_evidence  # noqa: E402, F401
+from ops import cli_inspect as _cli_inspect  # noqa: E402, F401
 from ops import cli_kafka as _cli_kafka  # noqa: E402, F401
 from ops import cli_log as _cli_log  # noqa: E402, F401
+from ops import cli_pii as _cli_pii  # noqa: E402, F401
+from ops import cli_registers as _cli_registers  # noqa: E402, F401
 from ops import cli_witness as _cli_witness  # noqa: E402, F401
 
 __all__ = ["main", "progress_bar"]
