@@ -41,7 +41,7 @@ from ledger.log_reader import LogReader
 from ledger.note import NoteError
 from ops.cli import _emit_json, _open, ledger_option, main, progress_bar
 from projections.base import Doc
-from projections.case_history import case_state, due_day
+from projections.case_history import case_state, conformance_at, due_day
 from projections.read_model import ReadModel, read_model_url
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
@@ -235,7 +235,7 @@ def _case_row(doc: Doc, as_of: str) -> dict[str, Any]:
         "accepted_on": doc["accepted_on"],
         "due_day": due_day(doc),
         "handler": doc["handler"],
-        "findings": len(doc["conformance"]),
+        "findings": len(conformance_at(doc, as_of)),
     }
 
 
@@ -296,7 +296,15 @@ def case_show(
         raise click.BadParameter(f"no matter {stream!r} in the log", param_hint="STREAM")
     summary = _case_row(doc, day)
     if as_json:
-        _emit_json({"as_of": day, "at": at, **doc, "state_as_of": summary["state"]})
+        _emit_json(
+            {
+                "as_of": day,
+                "at": at,
+                **doc,
+                "state_as_of": summary["state"],
+                "conformance_as_of": conformance_at(doc, day),
+            }
+        )
         return
     click.echo(table([("k", "field 字段"), ("v", "value 值")], _pairs(summary)))
     click.echo("\ntimeline 时间线")
@@ -337,9 +345,11 @@ def case_show(
             f"collective decision 集体决策 {decision['held_on']}: {decision['outcome']}, "
             f"{len(decision['participants'])} of {decision['leadership_size']} present"
         )
-    click.echo(f"\nconformance findings 流程问题: {len(doc['conformance'])}")
-    for finding in doc["conformance"]:
-        click.echo(f"  {finding.get('kind')}: {finding.get('detail', '')}")
+    findings = conformance_at(doc, day)
+    click.echo(f"\nconformance findings 流程问题 (as of {day}): {len(findings)}")
+    for finding in findings:
+        click.echo(f"  {finding['kind']} step={_cell(finding['step'])} seq={_cell(finding['seq'])}")
+        click.echo(f"    {finding['detail']}")
 
 
 def _pairs(values: dict[str, Any]) -> list[dict[str, Any]]:

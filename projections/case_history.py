@@ -16,20 +16,25 @@ Guarantees:
   roll forward to a working day). Nothing reads the wall clock: an open matter's overdue state
   is judged at query time (`case_state`).
 - Conformance findings are those of `projections.conformance.check_matter` over the matter's
-  events so far, recomputed at each event (a pure function of them).
+  events so far against its pinned flow (packaged flow versions) and the holiday calendar,
+  recomputed at each event (a pure function of them) without `as_of`; `conformance_at(doc,
+  as_of)` adds the query-time judgement (an open matter past its due time).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
+from functools import cache
 from typing import Any, ClassVar
 
+from ledger.flows import PowerFlow, load_flow_versions
 from ledger.workdays import OutsideCalendar, WorkCalendar, default_calendar
 from projections.base import Doc, LoggedEvent
+from projections.conformance import check_matter
 from projections.support import event_ref, parse_date
 
-__all__ = ["CaseHistory", "case_state", "due_day", "elapsed_days"]
+__all__ = ["CaseHistory", "case_state", "conformance_at", "due_day", "elapsed_days"]
 
 _TERMINAL = {"matter.concluded": "concluded", "matter.withdrawn": "withdrawn"}
 
@@ -168,6 +173,8 @@ def _fold_matter_event(doc: Doc, event: LoggedEvent) -> None:
         "role": actor.get("role"),
         "unit": actor.get("unit"),
         "occurred_at": event.occurred_at,
+        "actor": dict(actor),
+        "data": d,
     }
     doc["timeline"].append(entry)
     role, official = actor.get("role"), actor.get("official")
@@ -220,6 +227,32 @@ def _fold_matter_event(doc: Doc, event: LoggedEvent) -> None:
             }
 
 
+@cache
+def _flows() -> dict[tuple[str, int], PowerFlow]:
+    return load_flow_versions()
+
+
+def _events(doc: Doc) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": t["type"],
+            "stream_seq": t["seq"],
+            "occurred_at": t["occurred_at"],
+            "actor": t["actor"],
+            "data": t["data"],
+        }
+        for t in doc["timeline"]
+    ]
+
+
+def conformance_at(doc: Doc, as_of: str | None = None) -> list[dict[str, Any]]:
+    """`check_matter` over the matter's events against its pinned flow (packaged flow
+    versions) and the holiday calendar; with `as_of`, an open matter past its due time is a
+    `deadline_exceeded` finding too (a query-time judgement)."""
+    moment = None if as_of is None else f"{as_of}T15:59:59Z"  # end of as_of in CST
+    findings = check_matter(_events(doc), _flows(), default_calendar(), as_of=moment)
+    return [f._asdict() for f in findings]
+
+
 def _conformance(doc: Doc, event: LoggedEvent) -> list[dict[str, Any]]:
-    """Findings of the flow check over the matter's events (none until the checker lands)."""
-    return list(doc["conformance"])
+    return conformance_at(doc)

@@ -226,9 +226,13 @@ def test_case_list_and_show(world: World) -> None:
         "matter.concluded",
     ]
     assert shown["total"]["within_limit"] is True
+    missing = sorted(f["step"] for f in shown["conformance_as_of"] if f["kind"] == "missing_step")
+    assert missing == ["approve", "decide", "license_document"]
+    assert cases[0]["findings"] == len(shown["conformance_as_of"])
     text = cli(world, "case", "show", MATTER).stdout
     assert "timeline 时间线" in text
     assert "reviewer" in text
+    assert "missing_step" in text
     missing = cli(world, "case", "show", "matter/4403-fp/2026-999999", code=2)
     assert "no matter" in missing.output
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from projections.case_history import CaseHistory, case_state, elapsed_days
+from projections.case_history import CaseHistory, case_state, conformance_at, elapsed_days
 from tests.projections._log import Log, fold_all
 
 MATTER = "matter/4403-fp/2026-000123"
@@ -172,3 +172,26 @@ def test_elapsed_days_uses_cst_dates_and_holidays() -> None:
     assert elapsed_days("2026-09-30", "2026-10-07", "working") == 0
     assert elapsed_days("2026-09-30", "2026-10-07", "natural") == 7
     assert elapsed_days("2016-01-01", "2016-01-05", "working") is None  # outside the calendar
+
+
+def test_conformance_findings_from_the_flow() -> None:
+    log = Log()
+    _licence(log, conclude_at="2026-03-30T08:00:00Z")
+    doc = fold_all(CaseHistory(), log.events)[MATTER]
+    # the licence flow's mandatory steps: review, approve, decide, license_document
+    missing = sorted(f["step"] for f in doc["conformance"] if f["kind"] == "missing_step")
+    assert missing == ["decide", "license_document"]
+    assert CaseHistory().index(MATTER, doc)["conformance_findings"] == len(doc["conformance"])
+
+
+def test_open_matter_past_its_due_time_is_a_query_time_finding() -> None:
+    log = Log()
+    _licence(log, conclude_at=None)
+    doc = fold_all(CaseHistory(), log.events)[MATTER]
+    assert not [f for f in doc["conformance"] if f["kind"] == "deadline_exceeded"]
+    on_last_day = conformance_at(doc, "2026-03-30")
+    assert not [f for f in on_last_day if f["kind"] == "deadline_exceeded"]
+    day_after = conformance_at(doc, "2026-03-31")
+    assert [f["kind"] for f in day_after if f["kind"] == "deadline_exceeded"] == [
+        "deadline_exceeded"
+    ]
