@@ -1,0 +1,505 @@
+"""The streaming detector engine: events in log order -> warnings (and cards) out.
+
+`Engine.process(event, now)` handles one logged event; `Engine.advance(now)` fires the timers
+due by `now` (the wall clock in `neikong detect`, a fake clock in tests). Both return the events
+to append (`Emitted`); the engine never writes anything itself.
+
+Guarantees:
+
+- Deterministic: with the same rule set, the same events in the same order and the same
+  sequence of `now` values, the emitted events are identical, byte for byte. Warning content
+  depends on event time only; `now` decides just whether a timer fired `late`.
+- Timers run on event time: before an event is handled, timers due strictly before the highest
+  event time seen so far fire; `advance(now)` fires those due at or before `now`.
+- A timer evaluated more than `late_after_s` after its due time is late: all the levels of one
+  (rule, key) that fell due while the detector was behind fire ONCE, at the highest due level,
+  with `late: true` (before the next event of that key, or at the end of `advance`).
+- One open warning per (rule, key): a higher level escalates it in place (`warning.escalated`);
+  a repeated trigger at the same level escalates one step if the rule's suppress mode is
+  `escalate_in_place`, else is counted as suppressed. `warning.closed` in the log closes it.
+- An active exception (its `when` holds and the trigger's local date is on or before
+  `expires`) drops the trigger and is counted; an expired one does not apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from alerts.calendar import DAY_S, Calendar, format_ts, local_date, parse_ts
+from alerts.escalation import CardCounter
+from alerts.predicates import MISSING, evaluate
+from alerts.predicates import field as get
+from alerts.rules import Rule, RuleSet, parse_ratio
+from alerts.state import DetectorState
+from alerts.timers import Limit, Timer, TimerHeap, level_due
+from alerts.warnings import LEVELS, Emitted, derive_event_id, level_index, warning_stream
+from projections.base import LoggedEvent
+
+__all__ = ["Engine", "EngineStats", "event_view"]
+
+ROLE_BY_STEP = {
+    "accept": "handler",
+    "review": "reviewer",
+    "approve": "approver",
+    "decide": "approver",
+}
+MAX_PARTIALS = 32
+
+
+def event_view(event: LoggedEvent) -> dict[str, Any]:
+    return {
+        "type": event.type,
+        "stream": event.stream,
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at,
+        "system": event.system,
+        "actor": event.actor,
+        "subject": event.subject,
+        "data": event.data,
+        "position": event.position,
+    }
+
+
+def _types(selector: Mapping[str, Any]) -> tuple[str, ...]:
+    event = selector["event"]
+    return (event,) if isinstance(event, str) else tuple(event)
+
+
+@dataclass
+class EngineStats:
+    processed: int = 0
+    raised: int = 0
+    escalated: int = 0
+    suppressed: int = 0
+    exceptions_applied: int = 0
+    late: int = 0
+    cards: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        calendar: Calendar,
+        state: DetectorState | None = None,
+        late_after_s: int = 60,
+    ) -> None:
+        self.ruleset = ruleset
+        self.calendar = calendar
+        self.state = state or DetectorState()
+        self.timers = TimerHeap(self.state.timers)
+        self.state.timers = self.timers.items
+        self.late_after_s = late_after_s
+        self.stats = EngineStats()
+        self.cards = CardCounter(self)
+        for rule in ruleset:
+            self.state.rules.setdefault(rule.id, {})
+
+    # -- public surface --------------------------------------------------------------------
+
+    def next_due(self) -> int | None:
+        return self.timers.next_due()
+
+    def open_warnings(self) -> dict[str, dict[str, Any]]:
+        return self.state.open
+
+    def process(self, event: LoggedEvent, now: int) -> list[Emitted]:
+        self.stats.processed += 1
+        ts = parse_ts(event.occurred_at)
+        self.state.watermark = max(self.state.watermark, ts)
+        out = self._fire(self.state.watermark, strict=True, now=now)
+        view = event_view(event)
+        if event.type == "warning.closed":
+            self._close(event.stream)
+        for rule in self.ruleset:
+            key = self._key(rule, view)
+            if key is None:
+                continue
+            out += self._flush_late(rule, key)
+            handler = getattr(self, f"_on_{rule.kind}")
+            out += handler(rule, key, view, ts)
+        return out
+
+    def advance(self, now: int) -> list[Emitted]:
+        out = self._fire(now, strict=False, now=now)
+        for rk in sorted(self.state.late):
+            rule_id, key = rk.split("\n", 1)
+            out += self._flush_late(self.ruleset.get(rule_id), key)
+        return out
+
+    # -- keys, exceptions, attribution -----------------------------------------------------
+
+    def _key(self, rule: Rule, view: Mapping[str, Any]) -> str | None:
+        values = [get(view, path) for path in rule.match["key"]]
+        if any(v is MISSING or v is None or isinstance(v, dict | list) for v in values):
+            return None
+        return "|".join(str(v) for v in values)
+
+    def _keys(self, rule: Rule) -> dict[str, Any]:
+        return self.state.rules.setdefault(rule.id, {})
+
+    def exception_applies(self, rule: Rule, view: Mapping[str, Any], ts: int) -> bool:
+        day = local_date(ts, self.calendar)
+        for exc in rule.exceptions:
+            if day <= date.fromisoformat(exc["expires"]) and evaluate(
+                exc["when"], view, rule.params
+            ):
+                self.stats.exceptions_applied += 1
+                return True
+        return False
+
+    def _attributed(
+        self, rule: Rule, view: Mapping[str, Any], roles: Mapping[str, str] | None = None
+    ) -> dict[str, str] | None:
+        spec = rule.attribution
+        official: Any = MISSING
+        role = spec.get("role", "official")
+        if spec["rule"] == "field":
+            official = get(view, spec["path"])
+        elif roles:
+            for candidate in ("reviewer", "approver", "handler"):
+                if candidate == "reviewer" and "approver" not in roles:
+                    continue
+                if candidate in roles:
+                    official, role = roles[candidate], candidate
+                    break
+        if isinstance(official, str):
+            return {"official": official, "role": role}
+        unit = get(view, spec.get("unit_path", "actor.unit"))
+        if spec["fallback"] == "unit_head" and isinstance(unit, str):
+            return {"unit": unit, "role": "unit_head"}
+        return None
+
+    # -- raising, escalating, suppressing --------------------------------------------------
+
+    def raise_warning(
+        self,
+        rule: Rule,
+        key: str,
+        level: str,
+        *,
+        trigger: str,
+        triggers: list[str],
+        ts: int,
+        attributed: dict[str, str] | None,
+        repeat: bool,
+        due_at: int | None = None,
+        late: bool = False,
+        action: str | None = None,
+    ) -> list[Emitted]:
+        rk = f"{rule.id}\n{key}"
+        current = self.state.open.get(rk)
+        if current is not None:
+            have = level_index(current["level"])
+            want = level_index(level)
+            if want <= have:
+                if not repeat or rule.suppress_mode != "escalate_in_place" or have == 3:
+                    self.stats.suppressed += 1
+                    return []
+                want = have + 1
+            level = LEVELS[want]
+        data: dict[str, Any] = {
+            "rule_id": rule.id,
+            "rule_version": rule.version,
+            "ruleset_hash": self.ruleset.ruleset_hash,
+            "level": level,
+            "grade": rule.grade,
+            "category": rule.category,
+            "key": key,
+            "attributed": attributed,
+            "triggers": triggers,
+            "late": late,
+        }
+        if due_at is not None:
+            data["due_at"] = format_ts(due_at)
+        if action:
+            data["action"] = action
+        kind = "warning.raised" if current is None else "warning.escalated"
+        event_id = derive_event_id(rule.id, rule.version, key, level, kind, trigger)
+        if current is None:
+            stream = warning_stream(rule.id, key)
+            self.state.open[rk] = {"level": level, "raised_id": event_id, "stream": stream}
+            self.stats.raised += 1
+        else:
+            stream = current["stream"]
+            data["warning_ref"] = current["raised_id"]
+            data["from_level"] = current["level"]
+            current["level"] = level
+            self.stats.escalated += 1
+        self.stats.late += int(late)
+        self.stats.by_rule[rule.id] = self.stats.by_rule.get(rule.id, 0) + 1
+        return [Emitted(kind, stream, event_id, format_ts(ts), data)]
+
+    def _close(self, stream: str) -> None:
+        for rk, entry in list(self.state.open.items()):
+            if entry["stream"] == stream:
+                del self.state.open[rk]
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def _fire(self, until: int, *, strict: bool, now: int) -> list[Emitted]:
+        out: list[Emitted] = []
+        for timer in self.timers.pop_due(until, strict):
+            rule = self.ruleset.get(timer.rule_id)
+            pending = self._keys(rule).get(timer.key)
+            if not self._current(timer, pending):
+                continue
+            assert pending is not None
+            pending["fired"] = timer.level_step
+            rk = f"{rule.id}\n{timer.key}"
+            if now - timer.due_at > self.late_after_s:
+                self.state.late[rk] = [timer.due_at, timer.level_step, timer.start_id]
+                continue
+            self.state.late.pop(rk, None)
+            out += self._timer_warning(
+                rule, timer.key, pending, timer.due_at, timer.level_step, late=False
+            )
+        return out
+
+    @staticmethod
+    def _current(timer: Timer, pending: Mapping[str, Any] | None) -> bool:
+        return (
+            pending is not None
+            and pending["start"]["id"] == timer.start_id
+            and timer.level_step > pending["fired"]
+            and pending["dues"][timer.level_step] == timer.due_at
+        )
+
+    def _flush_late(self, rule: Rule, key: str) -> list[Emitted]:
+        entry = self.state.late.pop(f"{rule.id}\n{key}", None)
+        if entry is None:
+            return []
+        pending = self._keys(rule).get(key)
+        if pending is None or pending["start"]["id"] != entry[2]:
+            return []
+        return self._timer_warning(rule, key, pending, entry[0], entry[1], late=True)
+
+    def _timer_warning(
+        self, rule: Rule, key: str, pending: Mapping[str, Any], due: int, step: int, *, late: bool
+    ) -> list[Emitted]:
+        start = pending["start"]
+        if self.exception_applies(rule, start["view"], due):
+            return []
+        spec = rule.levels[step]
+        return self.raise_warning(
+            rule,
+            key,
+            spec["level"],
+            trigger=f"{start['id']}#{step}",
+            triggers=[start["id"]],
+            ts=due,
+            attributed=self._attributed(rule, start["view"], pending.get("roles")),
+            repeat=False,
+            due_at=due,
+            late=late,
+            action=spec.get("action"),
+        )
+
+    # -- match kinds -----------------------------------------------------------------------
+
+    def _matches(
+        self,
+        rule: Rule,
+        selector: Mapping[str, Any],
+        view: Mapping[str, Any],
+        bound: Mapping[str, Any] | None = None,
+    ) -> bool:
+        return view["type"] in _types(selector) and evaluate(
+            selector.get("where"), view, rule.params, bound
+        )
+
+    def _trigger(
+        self,
+        rule: Rule,
+        key: str,
+        view: Mapping[str, Any],
+        ts: int,
+        *,
+        triggers: list[str],
+        level_step: int = 0,
+    ) -> list[Emitted]:
+        if self.exception_applies(rule, view, ts):
+            return []
+        spec = rule.levels[level_step]
+        return self.raise_warning(
+            rule,
+            key,
+            spec["level"],
+            trigger=view["event_id"],
+            triggers=triggers,
+            ts=ts,
+            attributed=self._attributed(rule, view),
+            repeat=True,
+            action=spec.get("action"),
+        )
+
+    def _on_predicate(
+        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int
+    ) -> list[Emitted]:
+        if not self._matches(rule, rule.match["trigger"], view):
+            return []
+        return self._trigger(rule, key, view, ts, triggers=[view["event_id"]])
+
+    def _window_hits(
+        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int, value: Any
+    ) -> list[list[Any]] | None:
+        if not self._matches(rule, rule.match["trigger"], view):
+            return None
+        window = rule.value(rule.match["window"])
+        cutoff = ts - int(window["days"]) * DAY_S
+        hits = [h for h in self._keys(rule).get(key, []) if h[0] > cutoff]
+        hits.append([ts, view["event_id"], value])
+        self._keys(rule)[key] = hits
+        return hits
+
+    def _on_threshold(
+        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int
+    ) -> list[Emitted]:
+        hits = self._window_hits(rule, key, view, ts, None)
+        if hits is None or len(hits) < int(rule.value(rule.match["count"])):
+            return []
+        return self._trigger(rule, key, view, ts, triggers=[h[1] for h in hits])
+
+    def _on_value_count(
+        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int
+    ) -> list[Emitted]:
+        value = get(view, rule.match["distinct"])
+        hits = self._window_hits(rule, key, view, ts, None if value is MISSING else value)
+        if hits is None or len({h[2] for h in hits if h[2] is not None}) < int(
+            rule.value(rule.match["count"])
+        ):
+            return []
+        return self._trigger(rule, key, view, ts, triggers=[h[1] for h in hits])
+
+    def _on_sequence(self, rule: Rule, key: str, view: Mapping[str, Any], ts: int) -> list[Emitted]:
+        steps = rule.match["steps"]
+        keys = self._keys(rule)
+        partials: list[dict[str, Any]] = keys.get(key, [])
+        span = rule.match.get("maxspan")
+        if span is not None:
+            cutoff = ts - int(rule.value(span)["days"]) * DAY_S
+            partials = [p for p in partials if p["ts"] > cutoff]
+        out: list[Emitted] = []
+        for partial in list(partials):
+            if self._matches(rule, steps[partial["step"]], view, partial["bound"]):
+                partial["step"] += 1
+                partial["ids"].append(view["event_id"])
+                self._bind(steps[partial["step"] - 1], view, partial["bound"])
+                if partial["step"] == len(steps):
+                    partials.remove(partial)
+                    out += self._trigger(rule, key, view, ts, triggers=partial["ids"])
+        if not out and self._matches(rule, steps[0], view):
+            partial = {"step": 1, "ts": ts, "ids": [view["event_id"]], "bound": {}}
+            self._bind(steps[0], view, partial["bound"])
+            partials = [*partials, partial][-MAX_PARTIALS:]
+        if partials:
+            keys[key] = partials
+        else:
+            keys.pop(key, None)
+        return out
+
+    @staticmethod
+    def _bind(selector: Mapping[str, Any], view: Mapping[str, Any], bound: dict[str, Any]) -> None:
+        for name, path in (selector.get("bind") or {}).items():
+            value = get(view, path)
+            if value is not MISSING:
+                bound[name] = value
+
+    def _limit(self, rule: Rule, view: Mapping[str, Any]) -> Limit | None:
+        within = rule.match["within"]
+        if "until" in within:
+            value = get(view, within["until"])
+            return (
+                Limit.until(date.fromisoformat(value), self.calendar)
+                if isinstance(value, str)
+                else None
+            )
+        if "param" in within:
+            table = rule.params[within["param"]]
+            if "by" in within:
+                entry = table.get(str(get(view, within["by"])))
+                return Limit.of(entry) if entry else None
+            return Limit.of(table)
+        return Limit.of(within)
+
+    def _on_absence(self, rule: Rule, key: str, view: Mapping[str, Any], ts: int) -> list[Emitted]:
+        m = rule.match
+        keys = self._keys(rule)
+        pending = keys.get(key)
+        if pending is not None:
+            if any(self._matches(rule, s, view) for s in [*m["expect"], *m.get("cancel", [])]):
+                del keys[key]
+                return []
+            extend = m.get("extend")
+            if extend and view["type"] in _types(extend):
+                self._extend(rule, key, pending, view)
+            if rule.attribution["rule"] == "primary_responsibility":
+                self._track_role(pending, view)
+            return []
+        if not self._matches(rule, m["start"], view):
+            return []
+        limit = self._limit(rule, view)
+        if limit is None:
+            return []
+        dues = [
+            level_due(
+                ts,
+                limit,
+                fraction=parse_ratio(rule.value(spec["at"]["fraction"])),
+                plus=rule.value(spec["at"]["plus"]) if "plus" in spec["at"] else None,
+                plus_extension=bool(spec["at"].get("plus_extension")),
+                calendar=self.calendar,
+            )
+            for spec in rule.levels
+        ]
+        slim = {k: view[k] for k in ("type", "stream", "actor", "subject", "data")}
+        pending = {
+            "start": {"id": view["event_id"], "ts": ts, "view": slim},
+            "dues": dues,
+            "fired": -1,
+            "roles": {},
+        }
+        self._track_role(pending, view)
+        keys[key] = pending
+        for step, due in enumerate(dues):
+            self.timers.push(Timer(due, rule.id, key, step, view["event_id"]))
+        return []
+
+    def _extend(
+        self, rule: Rule, key: str, pending: dict[str, Any], view: Mapping[str, Any]
+    ) -> None:
+        extend = rule.match["extend"]
+        days, kind = get(view, extend["days"]), get(view, extend["calendar"])
+        if not isinstance(days, int) or kind not in ("working", "natural"):
+            return
+        from alerts.calendar import add_days
+
+        for step, due in enumerate(pending["dues"]):
+            if step > pending["fired"]:
+                pending["dues"][step] = add_days(due, days, kind, self.calendar)
+                self.timers.push(
+                    Timer(pending["dues"][step], rule.id, key, step, pending["start"]["id"])
+                )
+
+    @staticmethod
+    def _track_role(pending: dict[str, Any], view: Mapping[str, Any]) -> None:
+        actor = view.get("actor") or {}
+        role = actor.get("role")
+        if role not in ("handler", "reviewer", "approver"):
+            step = get(view, "data.step")
+            role = ROLE_BY_STEP.get(step) if isinstance(step, str) else None
+            if view["type"] == "matter.accepted":
+                role = "handler"
+        if role and isinstance(actor.get("official"), str):
+            pending["roles"][role] = actor["official"]
+
+    def _on_escalation(
+        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int
+    ) -> list[Emitted]:
+        if view["type"] not in _types({"event": rule.match["over"]}):
+            return []
+        return self.cards.on_warning(rule, key, view, ts)

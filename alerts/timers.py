@@ -1,0 +1,94 @@
+"""Durable absence timers on event time: (due_at, rule_id, key, level_step, start_id).
+
+Timers live in a binary heap inside the detector state (so they are snapshotted with the log
+position). Cancelling is lazy: a popped timer is current only while its absence is still
+pending with the same start event, the step is not yet fired and the due time still matches
+(an extension moves the due time and pushes a new timer).
+
+Level due times (DOMAIN §5.1 `levels[].at`): `fraction` of the limit (working-day limits:
+ceil(days × fraction) working days; date deadlines: ceil(span × fraction) seconds), then
+`plus` a duration, then `plus_extension` the limit's `extension` days in its calendar.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping
+from datetime import date
+from fractions import Fraction
+from typing import Any, NamedTuple
+
+from alerts.calendar import Calendar, add_days, end_of_local_day
+
+__all__ = ["Limit", "Timer", "TimerHeap", "level_due"]
+
+
+class Timer(NamedTuple):
+    due_at: int
+    rule_id: str
+    key: str
+    level_step: int
+    start_id: str
+
+
+class Limit(NamedTuple):
+    """A resolved `within`: a day count in a calendar, or a fixed deadline instant."""
+
+    days: int
+    calendar: str
+    extension: int = 0
+    deadline: int | None = None
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> Limit:
+        return cls(int(entry["days"]), str(entry["calendar"]), int(entry.get("extension", 0)))
+
+    @classmethod
+    def until(cls, day: date, calendar: Calendar) -> Limit:
+        return cls(0, "natural", 0, end_of_local_day(day, calendar))
+
+
+def level_due(
+    start: int,
+    limit: Limit,
+    *,
+    fraction: Fraction,
+    plus: Mapping[str, Any] | None,
+    plus_extension: bool,
+    calendar: Calendar,
+) -> int:
+    if limit.deadline is not None:
+        due = start + math.ceil((limit.deadline - start) * fraction)
+    else:
+        due = add_days(start, math.ceil(limit.days * fraction), limit.calendar, calendar)
+    if plus:
+        due = add_days(due, int(plus["days"]), str(plus["calendar"]), calendar)
+    if plus_extension and limit.extension:
+        due = add_days(due, limit.extension, limit.calendar, calendar)
+    return due
+
+
+class TimerHeap:
+    """The pending timers, as a heap of lists (JSON-able for the snapshot)."""
+
+    def __init__(self, items: list[list[Any]] | None = None) -> None:
+        self.items: list[list[Any]] = items or []
+        heapq.heapify(self.items)
+
+    def push(self, timer: Timer) -> None:
+        heapq.heappush(self.items, list(timer))
+
+    def next_due(self) -> int | None:
+        return int(self.items[0][0]) if self.items else None
+
+    def pop_due(self, until: int, strict: bool) -> list[Timer]:
+        out = []
+        while self.items and (
+            self.items[0][0] < until or (not strict and self.items[0][0] == until)
+        ):
+            out.append(Timer(*heapq.heappop(self.items)))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.items)
