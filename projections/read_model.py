@@ -143,8 +143,14 @@ class ReadModel:
     def _text(self) -> str:
         return "TEXT" if self.dialect == "sqlite" else 'TEXT COLLATE "C"'
 
+    def _ddl_lock(self, cur: Any) -> None:
+        """PostgreSQL: serialise DDL of concurrent runners (CREATE … IF NOT EXISTS races)."""
+        if self.dialect == "postgres":
+            cur.execute("SELECT pg_advisory_xact_lock(7013170566)")
+
     def _create_common(self) -> None:
         with self._tx() as cur:
+            self._ddl_lock(cur)
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS proj_refs (projection TEXT NOT NULL,"
                 f" key {self._text()} NOT NULL, position BIGINT NOT NULL,"
@@ -182,6 +188,7 @@ class ReadModel:
             name = _check_name("projection", p.name)
             self._columns[name] = tuple(p.columns)
             with self._tx() as cur:
+                self._ddl_lock(cur)
                 self._create_table(cur, name, tuple(p.columns))
                 cur.execute(
                     self._sql("SELECT version FROM proj_tracking WHERE projection = ?"), (name,)
@@ -205,6 +212,7 @@ class ReadModel:
         name = _check_name("projection", projection.name)
         self._columns[name] = tuple(projection.columns)
         with self._tx() as cur:
+            self._ddl_lock(cur)
             self._reset(cur, name, tuple(projection.columns), projection.version)
 
     def _reset(
@@ -389,6 +397,7 @@ class ReadModel:
         """Remove a projection entirely (table, refs, tracking row)."""
         _check_name("projection", name)
         with self._tx(write=True) as cur:
+            self._ddl_lock(cur)
             cur.execute(f"DROP TABLE IF EXISTS proj_{name}")
             cur.execute(self._sql("DELETE FROM proj_refs WHERE projection = ?"), (name,))
             cur.execute(self._sql("DELETE FROM proj_tracking WHERE projection = ?"), (name,))

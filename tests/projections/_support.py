@@ -145,8 +145,29 @@ def append(ledger_dir: Path, records: list[bytes]) -> None:
     assert not bad, bad[:3]
 
 
+_OPEN: list[LogReader | ReadModel] = []
+
+
 def log_reader(ledger_dir: Path) -> LogReader:
-    return LogReader(StoreConfig(f"sqlite:///{ledger_dir / 'ledger.db'}"))
+    """A LogReader on the ledger, closed by `close_all` (the `closing` fixture)."""
+    reader = LogReader(StoreConfig(f"sqlite:///{ledger_dir / 'ledger.db'}"))
+    _OPEN.append(reader)
+    return reader
+
+
+def open_model(url: str) -> ReadModel:
+    """A ReadModel, closed by `close_all` (the `closing` fixture)."""
+    opened = ReadModel(url)
+    _OPEN.append(opened)
+    return opened
+
+
+def close_all() -> None:
+    while _OPEN:
+        try:
+            _OPEN.pop().close()
+        except Exception:
+            continue
 
 
 # -- read models ------------------------------------------------------------------------------
