@@ -68,18 +68,34 @@ class ConformanceFinding(NamedTuple):
     detail: str
 
 
-def _get(event: Any, name: str) -> Any:
-    if isinstance(event, Mapping):
-        return event.get(name)
-    return getattr(event, name, None)
+class _Event(NamedTuple):
+    type: str
+    seq: int
+    at: str
+    official: str | None
+    role: str | None
+    step: str | None  # the step this event completes, if any
+    data: Mapping[str, Any]
 
 
-def _step_name(event: Any) -> str | None:
-    event_type = _get(event, "type")
-    if event_type == "matter.step_completed":
-        step = (_get(event, "data") or {}).get("step")
-        return step if isinstance(step, str) else None
-    return STEP_EVENT_TYPES.get(event_type)
+def _normalise(events: Sequence[Any]) -> list[_Event]:
+    out: list[_Event] = []
+    for event in events:
+        if isinstance(event, dict):
+            event_type, seq, at = event["type"], event["stream_seq"], event["occurred_at"]
+            actor, data = event.get("actor") or {}, event.get("data") or {}
+        else:
+            event_type, seq, at = event.type, event.stream_seq, event.occurred_at
+            actor, data = event.actor or {}, event.data or {}
+        if event_type == "matter.step_completed":
+            step = data.get("step")
+            step = step if isinstance(step, str) else None
+        else:
+            step = STEP_EVENT_TYPES.get(event_type)
+        out.append(
+            _Event(event_type, seq, at, actor.get("official"), actor.get("role"), step, data)
+        )
+    return out
 
 
 def resolve_flow(
@@ -124,24 +140,24 @@ def check_matter(
     `events` are the matter's envelopes as dicts (type, stream_seq, occurred_at, actor, data)
     or objects with those attributes (`projections.base.LoggedEvent`).
     """
-    accepted = next((e for e in events if _get(e, "type") == "matter.accepted"), None)
+    matter = _normalise(events)
+    accepted = next((e for e in matter if e.type == "matter.accepted"), None)
     if accepted is None:
         return [ConformanceFinding(ConformanceKind.UNKNOWN_FLOW.value, None, None, "no acceptance")]
-    flow = resolve_flow(_get(accepted, "data") or {}, flows)
+    flow = resolve_flow(accepted.data, flows)
     if isinstance(flow, str):
-        seq = _get(accepted, "stream_seq")
-        return [ConformanceFinding(ConformanceKind.UNKNOWN_FLOW.value, None, seq, flow)]
+        return [ConformanceFinding(ConformanceKind.UNKNOWN_FLOW.value, None, accepted.seq, flow)]
     findings: list[ConformanceFinding] = []
-    occurring = {name for e in events if (name := _step_name(e)) is not None}
-    findings += _check_steps_and_actors(events, flow, occurring)
-    findings += _check_completeness(events, flow)
-    findings += _check_deadline(events, flow, calendar, as_of)
+    occurring = {e.step for e in matter if e.step is not None}
+    findings += _check_steps_and_actors(matter, flow, occurring)
+    findings += _check_completeness(matter, flow)
+    findings += _check_deadline(matter, flow, calendar, as_of)
     big = 1 << 62
     return sorted(findings, key=lambda f: big if f.seq is None else f.seq)
 
 
 def _check_steps_and_actors(
-    events: Sequence[Any], flow: PowerFlow, occurring: set[str]
+    events: list[_Event], flow: PowerFlow, occurring: set[str]
 ) -> list[ConformanceFinding]:
     out: list[ConformanceFinding] = []
     separated = {frozenset(pair) for pair in flow.separation}
@@ -150,9 +166,7 @@ def _check_steps_and_actors(
     reported_order: set[tuple[str, str]] = set()
     seen: set[str] = set()
     for event in events:
-        seq = _get(event, "stream_seq")
-        actor = _get(event, "actor") or {}
-        official, role = actor.get("official"), actor.get("role")
+        seq, official, role = event.seq, event.official, event.role
         if isinstance(official, str) and isinstance(role, str):
             held = roles_of.setdefault(official, set())
             for other in sorted(held):
@@ -164,7 +178,7 @@ def _check_steps_and_actors(
                         ConformanceFinding(ConformanceKind.DUTY_CONFLICT.value, None, seq, detail)
                     )
             held.add(role)
-        name = _step_name(event)
+        name = event.step
         if name is None:
             continue
         step = flow.step(name)
@@ -191,11 +205,11 @@ def _check_steps_and_actors(
     return out
 
 
-def _check_completeness(events: Sequence[Any], flow: PowerFlow) -> list[ConformanceFinding]:
+def _check_completeness(events: list[_Event], flow: PowerFlow) -> list[ConformanceFinding]:
     seen: set[str] = set()
     for event in events:
-        if _get(event, "type") == "matter.concluded":
-            seq = _get(event, "stream_seq")
+        if event.type == "matter.concluded":
+            seq = event.seq
             return [
                 ConformanceFinding(
                     ConformanceKind.MISSING_STEP.value, name, seq, f"concluded without {name}"
@@ -203,28 +217,26 @@ def _check_completeness(events: Sequence[Any], flow: PowerFlow) -> list[Conforma
                 for name in flow.mandatory_steps
                 if name not in seen
             ]
-        if _get(event, "type") == "matter.withdrawn":
+        if event.type == "matter.withdrawn":
             return []
-        name = _step_name(event)
-        if name is not None:
-            seen.add(name)
+        if event.step is not None:
+            seen.add(event.step)
     return []
 
 
-def _first(events: Sequence[Any], boundary: str) -> _Seen | None:
+def _first(events: list[_Event], boundary: str) -> _Seen | None:
     for event in events:
-        event_type = _get(event, "type")
         if (
-            (boundary == "accepted" and event_type == "matter.accepted")
-            or (boundary == "concluded" and event_type in _TERMINAL)
-            or _step_name(event) == boundary
+            (boundary == "accepted" and event.type == "matter.accepted")
+            or (boundary == "concluded" and event.type in _TERMINAL)
+            or event.step == boundary
         ):
-            return _Seen(_get(event, "stream_seq"), _get(event, "occurred_at"))
+            return _Seen(event.seq, event.at)
     return None
 
 
 def _check_deadline(
-    events: Sequence[Any],
+    events: list[_Event],
     flow: PowerFlow,
     calendar: WorkCalendar,
     as_of: str | datetime | None,
@@ -254,10 +266,10 @@ def _check_deadline(
         due_at = due()
         used = 0
         for event in events:
-            if _get(event, "type") != "matter.extension_approved":
+            if event.type != "matter.extension_approved":
                 continue
-            data = _get(event, "data") or {}
-            if parse_ts(_get(event, "occurred_at")) > due_at or used >= limit.extension_days:
+            data = event.data
+            if parse_ts(event.at) > due_at or used >= limit.extension_days:
                 continue
             grant = min(int(data.get("days", 0)), limit.extension_days - used)
             used += grant
