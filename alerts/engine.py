@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from alerts.calendar import DAY_S, Calendar, format_ts, local_date, parse_ts
+from alerts.calendar import DAY_S, Calendar, extend_due, format_ts, local_date, parse_ts
 from alerts.escalation import CardCounter
 from alerts.predicates import MISSING, evaluate
 from alerts.predicates import field as get
@@ -36,6 +36,7 @@ from alerts.rules import Rule, RuleSet, parse_ratio
 from alerts.state import DetectorState
 from alerts.timers import Limit, Timer, TimerHeap, level_due
 from alerts.warnings import LEVELS, Emitted, derive_event_id, level_index, warning_stream
+from ledger.workdays import OutsideCalendar
 from projections.base import LoggedEvent
 
 __all__ = ["Engine", "EngineStats", "event_view"]
@@ -76,6 +77,7 @@ class EngineStats:
     suppressed: int = 0
     exceptions_applied: int = 0
     late: int = 0
+    outside_calendar: int = 0
     cards: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
 
@@ -143,7 +145,7 @@ class Engine:
         return self.state.rules.setdefault(rule.id, {})
 
     def exception_applies(self, rule: Rule, view: Mapping[str, Any], ts: int) -> bool:
-        day = local_date(ts, self.calendar)
+        day = local_date(ts)
         for exc in rule.exceptions:
             if day <= date.fromisoformat(exc["expires"]) and evaluate(
                 exc["when"], view, rule.params
@@ -413,11 +415,7 @@ class Engine:
         within = rule.match["within"]
         if "until" in within:
             value = get(view, within["until"])
-            return (
-                Limit.until(date.fromisoformat(value), self.calendar)
-                if isinstance(value, str)
-                else None
-            )
+            return Limit.until(date.fromisoformat(value)) if isinstance(value, str) else None
         if "param" in within:
             table = rule.params[within["param"]]
             if "by" in within:
@@ -442,20 +440,14 @@ class Engine:
             return []
         if not self._matches(rule, m["start"], view):
             return []
-        limit = self._limit(rule, view)
-        if limit is None:
+        try:
+            limit = self._limit(rule, view)
+            dues = self._dues(rule, limit, ts) if limit else None
+        except OutsideCalendar:
+            self.stats.outside_calendar += 1
             return []
-        dues = [
-            level_due(
-                ts,
-                limit,
-                fraction=parse_ratio(rule.value(spec["at"]["fraction"])),
-                plus=rule.value(spec["at"]["plus"]) if "plus" in spec["at"] else None,
-                plus_extension=bool(spec["at"].get("plus_extension")),
-                calendar=self.calendar,
-            )
-            for spec in rule.levels
-        ]
+        if dues is None:
+            return []
         slim = {k: view[k] for k in ("type", "stream", "actor", "subject", "data")}
         pending = {
             "start": {"id": view["event_id"], "ts": ts, "view": slim},
@@ -469,6 +461,19 @@ class Engine:
             self.timers.push(Timer(due, rule.id, key, step, view["event_id"]))
         return []
 
+    def _dues(self, rule: Rule, limit: Limit, ts: int) -> list[int]:
+        return [
+            level_due(
+                ts,
+                limit,
+                fraction=parse_ratio(rule.value(spec["at"]["fraction"])),
+                plus=rule.value(spec["at"]["plus"]) if "plus" in spec["at"] else None,
+                plus_extension=bool(spec["at"].get("plus_extension")),
+                calendar=self.calendar,
+            )
+            for spec in rule.levels
+        ]
+
     def _extend(
         self, rule: Rule, key: str, pending: dict[str, Any], view: Mapping[str, Any]
     ) -> None:
@@ -476,11 +481,14 @@ class Engine:
         days, kind = get(view, extend["days"]), get(view, extend["calendar"])
         if not isinstance(days, int) or kind not in ("working", "natural"):
             return
-        from alerts.calendar import add_days
-
-        for step, due in enumerate(pending["dues"]):
+        try:
+            moved = [extend_due(due, days, kind, self.calendar) for due in pending["dues"]]
+        except OutsideCalendar:
+            self.stats.outside_calendar += 1
+            return
+        for step, due in enumerate(moved):
             if step > pending["fired"]:
-                pending["dues"][step] = add_days(due, days, kind, self.calendar)
+                pending["dues"][step] = due
                 self.timers.push(
                     Timer(pending["dues"][step], rule.id, key, step, pending["start"]["id"])
                 )

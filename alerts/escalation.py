@@ -122,7 +122,7 @@ class CardCounter:
             "color": color,
             "official": official,
             "veto": bool(spec.get("veto", False)),
-            "assessment_year": local_date(ts, self.engine.calendar).year,
+            "assessment_year": local_date(ts).year,
             "warning_refs": [] if from_cards else used,
             "card_refs": used if from_cards else [],
             "trigger": view["event_id"],

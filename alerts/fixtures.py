@@ -5,7 +5,8 @@ A fixture file `alerts/rules/tests/<rule id>/<case>.yaml`::
     rule: R05-processing-deadline        # or `rules: [...]` (R24 tests feed other rules' output)
     region: "4403"                       # optional: apply alerts/rules/overrides/<region>.yaml
     start: 2026-01-05                    # local date of "0d"
-    calendar: {holidays: [2026-01-01], working: [2026-01-04]}  # or a name in tests/calendars/
+    calendar: cn                         # default: ledger/calendars/cn.yaml; or a name in
+                                         # tests/calendars/, or {holidays: [...], working: [...]}
     downtime: [{from: "10d", to: "40d"}] # optional: the detector is down; nothing runs in between
     input_events:
       - {at: "0d 09:00", event: matter.accepted, stream: matter/4403-xk/2026-1,
@@ -35,7 +36,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from alerts.calendar import DAY_S, WorkingDayCalendar, end_of_local_day, format_ts
+from alerts.calendar import (
+    DAY_S,
+    Calendar,
+    default_calendar,
+    end_of_local_day,
+    fixture_calendar,
+    format_ts,
+)
 from alerts.engine import Engine
 from alerts.errors import RuleError
 from alerts.rules import RULES_DIR, RuleSet, load_ruleset, read_yaml
@@ -68,19 +76,19 @@ def fixture_files(base: Path = RULES_DIR, rule: str | None = None) -> list[Path]
     )
 
 
-def _calendar(spec: Any, base: Path) -> WorkingDayCalendar:
-    if spec is None:
-        return WorkingDayCalendar()
+def _calendar(spec: Any, base: Path) -> Calendar:
+    if spec is None or spec == "cn":
+        return default_calendar()
     if isinstance(spec, str):
         spec = read_yaml(base / "tests" / "calendars" / f"{spec}.yaml")
-    return WorkingDayCalendar.of(spec.get("holidays", []), spec.get("working", []), "fixture")
+    return fixture_calendar(spec.get("holidays", []), spec.get("working", []))
 
 
 class _Run:
     def __init__(self, doc: Mapping[str, Any], ruleset: RuleSet, base: Path, name: str) -> None:
         self.name = name
         self.calendar = _calendar(doc.get("calendar"), base)
-        self.origin = end_of_local_day(date.fromisoformat(str(doc["start"])), self.calendar) - DAY_S
+        self.origin = end_of_local_day(date.fromisoformat(str(doc["start"]))) - DAY_S
         self.engine = Engine(ruleset, self.calendar, late_after_s=int(doc.get("late_after_s", 60)))
         self.downtime = [(self.at(d["from"]), self.at(d["to"])) for d in doc.get("downtime", [])]
         self.position = 0

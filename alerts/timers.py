@@ -8,6 +8,8 @@ pending with the same start event, the step is not yet fired and the due time st
 Level due times (DOMAIN §5.1 `levels[].at`): `fraction` of the limit (working-day limits:
 ceil(days × fraction) working days; date deadlines: ceil(span × fraction) seconds), then
 `plus` a duration, then `plus_extension` the limit's `extension` days in its calendar.
+Day counts follow `ledger.workdays`: a level due after N days is due at 24:00 CST of the day a
+limit of N days ends (see `alerts.calendar`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import date
 from fractions import Fraction
 from typing import Any, NamedTuple
 
-from alerts.calendar import Calendar, add_days, end_of_local_day
+from alerts.calendar import Calendar, end_of_local_day, extend_due, limit_due
 
 __all__ = ["Limit", "Timer", "TimerHeap", "level_due"]
 
@@ -45,8 +47,8 @@ class Limit(NamedTuple):
         return cls(int(entry["days"]), str(entry["calendar"]), int(entry.get("extension", 0)))
 
     @classmethod
-    def until(cls, day: date, calendar: Calendar) -> Limit:
-        return cls(0, "natural", 0, end_of_local_day(day, calendar))
+    def until(cls, day: date) -> Limit:
+        return cls(0, "natural", 0, end_of_local_day(day))
 
 
 def level_due(
@@ -61,11 +63,11 @@ def level_due(
     if limit.deadline is not None:
         due = start + math.ceil((limit.deadline - start) * fraction)
     else:
-        due = add_days(start, math.ceil(limit.days * fraction), limit.calendar, calendar)
+        due = limit_due(start, math.ceil(limit.days * fraction), limit.calendar, calendar)
     if plus:
-        due = add_days(due, int(plus["days"]), str(plus["calendar"]), calendar)
+        due = extend_due(due, int(plus["days"]), str(plus["calendar"]), calendar)
     if plus_extension and limit.extension:
-        due = add_days(due, limit.extension, limit.calendar, calendar)
+        due = extend_due(due, limit.extension, limit.calendar, calendar)
     return due
 
 
