@@ -11,13 +11,14 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "ops" / "prometheus"
@@ -50,10 +51,10 @@ def run(
 # ------------------------------------------------------------------------- metric names
 
 
-def exposed_names(registry: CollectorRegistry) -> set[str]:
-    """Every series name the families of `registry` expose (with or without children yet)."""
+def exposed_names(families: Iterable[Metric]) -> set[str]:
+    """Every series name the families expose (with or without children yet)."""
     names: set[str] = set()
-    for family in registry.collect():
+    for family in families:
         if family.type == "counter":
             names |= {f"{family.name}_total", f"{family.name}_created"}
         elif family.type == "histogram":
@@ -73,7 +74,7 @@ def known_metric_names() -> set[str]:
     neikong, ingest = CollectorRegistry(), CollectorRegistry()
     NeikongMetrics(neikong)
     IngestMetrics(ingest)
-    return exposed_names(neikong) | exposed_names(ingest) | {"up"}
+    return exposed_names(neikong.collect()) | exposed_names(ingest.collect()) | {"up"}
 
 
 _KEYWORDS = {
