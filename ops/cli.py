@@ -517,12 +517,15 @@ def bench(
 
 
 # Command groups that live in their own modules register themselves on `main`.
+from ops import cli_detect as _cli_detect  # noqa: E402, F401
 from ops import cli_evidence as _cli_evidence  # noqa: E402, F401
 from ops import cli_inspect as _cli_inspect  # noqa: E402, F401
 from ops import cli_kafka as _cli_kafka  # noqa: E402, F401
 from ops import cli_log as _cli_log  # noqa: E402, F401
 from ops import cli_pii as _cli_pii  # noqa: E402, F401
+from ops import cli_projections as _cli_projections  # noqa: E402, F401
 from ops import cli_registers as _cli_registers  # noqa: E402, F401
+from ops import cli_rules as _cli_rules  # noqa: E402, F401
 from ops import cli_witness as _cli_witness  # noqa: E402, F401
 
 __all__ = ["main", "progress_bar"]
