@@ -414,9 +414,16 @@ def demo(
         signers = enrol_demo_producers(ledger)
         with progress_bar(events, "append") as update:
             if bootstrap is None:
-                stats = run_simulation(
-                    ledger, signers, events=events, seed=seed, workers=workers, progress=update
-                )
+                with ledger.pii_store() as pii:
+                    stats = run_simulation(
+                        ledger,
+                        signers,
+                        events=events,
+                        seed=seed,
+                        workers=workers,
+                        progress=update,
+                        pii_store=pii,
+                    )
             else:
                 from ops.kafka_demo import run_demo_via_kafka
 
@@ -526,6 +533,7 @@ from ops import cli_pii as _cli_pii  # noqa: E402, F401
 from ops import cli_projections as _cli_projections  # noqa: E402, F401
 from ops import cli_registers as _cli_registers  # noqa: E402, F401
 from ops import cli_rules as _cli_rules  # noqa: E402, F401
+from ops import cli_simulate as _cli_simulate  # noqa: E402, F401
 from ops import cli_witness as _cli_witness  # noqa: E402, F401
 
 __all__ = ["main", "progress_bar"]
