@@ -115,15 +115,15 @@ class ReadModel:
                 self.conn = psycopg.connect(url, autocommit=True)
             self._create_common()
         except (sqlite3.Error, OSError) as exc:
-            raise ReadModelError(f"cannot open the read model {self._redacted()}: {exc}") from exc
+            raise ReadModelError(f"cannot open the read model {self.redacted()}: {exc}") from exc
         except Exception as exc:
             if _is_pg_error(exc):
                 raise ReadModelError(
-                    f"cannot open the read model {self._redacted()}: {exc}"
+                    f"cannot open the read model {self.redacted()}: {exc}"
                 ) from exc
             raise
 
-    def _redacted(self) -> str:
+    def redacted(self) -> str:
         return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.url)
 
     def close(self) -> None:
@@ -410,9 +410,28 @@ class ReadModel:
     # -- plumbing --------------------------------------------------------------------------
 
     def _table(self, name: str) -> str:
+        if name not in self._columns and name in self.tracking():
+            self._columns[name] = self._stored_columns(name)
         if name not in self._columns:
             raise UnknownProjection(f"projection {name!r} is not set up in this read model")
         return f"proj_{name}"
+
+    def _stored_columns(self, name: str) -> tuple[tuple[str, str], ...]:
+        """The index columns of an existing table (a model opened without its projection)."""
+        if self.dialect == "sqlite":
+            rows = self._fetch(f"SELECT name, type FROM pragma_table_info('proj_{name}')")
+        else:
+            rows = self._fetch(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_name = ? AND table_schema = current_schema()"
+                " ORDER BY ordinal_position",
+                (f"proj_{name}",),
+            )
+        return tuple(
+            (str(c), "int" if "int" in str(t).lower() else "text")
+            for c, t in rows
+            if c not in _RESERVED
+        )
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
