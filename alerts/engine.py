@@ -10,7 +10,9 @@ Guarantees:
   sequence of `now` values, the emitted events are identical, byte for byte. Warning content
   depends on event time only; `now` decides just whether a timer fired `late`.
 - Timers run on event time: before an event is handled, timers due strictly before the highest
-  event time seen so far fire; `advance(now)` fires those due at or before `now`.
+  event time seen so far (capped at `now`: an event stamped in the future, such as a key
+  enrolment by wall clock, never fires a timer early) fire; `advance(now)` fires those due at
+  or before `now`.
 - A timer evaluated more than `late_after_s` after its due time is late: all the levels of one
   (rule, key) that fell due while the detector was behind fire ONCE, at the highest due level,
   with `late: true` (before the next event of that key, or at the end of `advance`).
@@ -112,7 +114,7 @@ class Engine:
     def process(self, event: LoggedEvent, now: int) -> list[Emitted]:
         self.stats.processed += 1
         ts = parse_ts(event.occurred_at)
-        self.state.watermark = max(self.state.watermark, ts)
+        self.state.watermark = max(self.state.watermark, min(ts, now))
         out = self._fire(self.state.watermark, strict=True, now=now)
         view = event_view(event)
         if event.type == "warning.closed":
