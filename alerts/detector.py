@@ -26,7 +26,7 @@ from pathlib import Path
 from alerts.calendar import Calendar, default_calendar
 from alerts.engine import Engine
 from alerts.rules import RuleSet
-from alerts.state import SnapshotStore
+from alerts.state import SnapshotStore, open_snapshots
 from alerts.warnings import Emitted
 from ledger.builder import build_body
 from ledger.envelope import b64
@@ -38,7 +38,6 @@ from projections.base import decode_record
 __all__ = ["DETECTOR_ACTOR", "Detector", "DetectorRun", "LedgerSink"]
 
 DETECTOR_ACTOR = {"official": "neikong-detector", "role": "detector"}
-STATE_FILE = "detector.db"
 
 
 class LedgerSink:
@@ -115,7 +114,11 @@ class Detector:
     ) -> None:
         self.ledger = ledger
         self.ruleset = ruleset
-        self.snapshots = SnapshotStore(state_path or ledger.directory / STATE_FILE)
+        self.snapshots = (
+            SnapshotStore(state_path)
+            if state_path
+            else open_snapshots(ledger.config.store_url, ledger.directory)
+        )
         snapshot = self.snapshots.load(ruleset.ruleset_hash)
         self.position = snapshot.position if snapshot else 0
         self.engine = Engine(

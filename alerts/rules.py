@@ -44,6 +44,8 @@ __all__ = [
     "load_rule_file",
     "load_ruleset",
     "parse_ratio",
+    "read_yaml",
+    "rule_files",
     "semantics_hash",
 ]
 

@@ -8,6 +8,8 @@ Guarantees:
 
 - `SnapshotStore.save` writes the state and the log position it covers in ONE transaction:
   after a crash the store holds either the old pair or the new one, never a mix.
+- Embedded ledgers keep the snapshot in `<ledger dir>/detector.db` (SQLite); a PostgreSQL
+  ledger keeps it in the table `nk_detector_snapshot` of the same database.
 - `load` returns the state only for the same `ruleset_hash`; a snapshot taken under another
   rule set is reported (`DetectorStateError`) rather than silently reused.
 """
@@ -23,7 +25,7 @@ import orjson
 
 from alerts.errors import DetectorStateError
 
-__all__ = ["DetectorState", "Snapshot", "SnapshotStore"]
+__all__ = ["DetectorState", "PgSnapshotStore", "Snapshot", "SnapshotStore", "open_snapshots"]
 
 
 @dataclass
@@ -97,14 +99,72 @@ class SnapshotStore:
             ).fetchone()
         except sqlite3.Error as exc:
             raise DetectorStateError(f"{self.path}: snapshot unreadable: {exc}") from exc
-        if row is None:
-            return None
-        if row[1] != ruleset_hash:
-            raise DetectorStateError(
-                f"{self.path}: snapshot was taken under rule set {row[1][:12]}…, the active one is"
-                f" {ruleset_hash[:12]}…; run `neikong detect --reset` to rebuild from the log"
-            )
-        return Snapshot(int(row[0]), row[1], DetectorState.from_bytes(bytes(row[2])))
+        return _snapshot(row, ruleset_hash, self.path)
+
+    def reset(self) -> None:
+        """Forget the snapshot: the next detector replays the whole log."""
+        self.conn.execute("DELETE FROM detector_snapshot")
 
     def close(self) -> None:
         self.conn.close()
+
+
+class PgSnapshotStore(SnapshotStore):
+    """The same single-row snapshot in PostgreSQL (table `nk_detector_snapshot`)."""
+
+    def __init__(self, url: str) -> None:  # the same interface, another database
+        import psycopg
+
+        self.path = Path("nk_detector_snapshot")
+        self._errors: tuple[type[Exception], ...] = (psycopg.Error,)
+        try:
+            self.conn = psycopg.connect(url, autocommit=True)  # type: ignore[assignment]
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS nk_detector_snapshot"
+                " (id INTEGER PRIMARY KEY CHECK (id = 1), position BIGINT NOT NULL,"
+                " ruleset_hash TEXT NOT NULL, state BYTEA NOT NULL)"
+            )
+        except psycopg.Error as exc:
+            raise DetectorStateError(f"cannot open the detector state table: {exc}") from exc
+
+    def save(self, position: int, ruleset_hash: str, state: DetectorState) -> None:
+        try:
+            self.conn.execute(
+                "INSERT INTO nk_detector_snapshot (id, position, ruleset_hash, state)"
+                " VALUES (1, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                " position = excluded.position, ruleset_hash = excluded.ruleset_hash,"
+                " state = excluded.state",
+                (position, ruleset_hash, state.to_bytes()),
+            )
+        except self._errors as exc:
+            raise DetectorStateError(f"snapshot not written: {exc}") from exc
+
+    def load(self, ruleset_hash: str) -> Snapshot | None:
+        try:
+            row = self.conn.execute(
+                "SELECT position, ruleset_hash, state FROM nk_detector_snapshot WHERE id = 1"
+            ).fetchone()
+        except self._errors as exc:
+            raise DetectorStateError(f"snapshot unreadable: {exc}") from exc
+        return _snapshot(row, ruleset_hash, "nk_detector_snapshot")
+
+    def reset(self) -> None:
+        self.conn.execute("DELETE FROM nk_detector_snapshot")
+
+
+def _snapshot(row: Any, ruleset_hash: str, where: object) -> Snapshot | None:
+    if row is None:
+        return None
+    if row[1] != ruleset_hash:
+        raise DetectorStateError(
+            f"{where}: snapshot was taken under rule set {row[1][:12]}…, the active one is"
+            f" {ruleset_hash[:12]}…; run `neikong detect --reset` to rebuild from the log"
+        )
+    return Snapshot(int(row[0]), row[1], DetectorState.from_bytes(bytes(row[2])))
+
+
+def open_snapshots(store_url: str, ledger_dir: Path) -> SnapshotStore:
+    """The snapshot store beside a ledger: its PostgreSQL database, or DIR/detector.db."""
+    if store_url.startswith(("postgres://", "postgresql://")):
+        return PgSnapshotStore(store_url)
+    return SnapshotStore(ledger_dir / "detector.db")

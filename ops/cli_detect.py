@@ -17,6 +17,7 @@ import click
 
 from alerts.detector import Detector, DetectorRun
 from alerts.rules import RULES_DIR, load_ruleset
+from alerts.state import open_snapshots
 from ops.cli import EXIT_CODES_HELP, _open, ledger_option, main
 
 __all__: list[str] = []
@@ -60,8 +61,9 @@ def detect(  # noqa: PLR0917 - one parameter per click option
     ruleset = load_ruleset(rules_dir or RULES_DIR, region)
     with _open(ledger_dir) as ledger:
         if reset:
-            for suffix in ("", "-wal", "-shm"):
-                (ledger.directory / f"detector.db{suffix}").unlink(missing_ok=True)
+            snapshots = open_snapshots(ledger.config.store_url, ledger.directory)
+            snapshots.reset()
+            snapshots.close()
         detector = Detector(ledger, ruleset)
         try:
             click.echo(

@@ -38,8 +38,8 @@ def ts(days: float, hours: float = 0) -> int:
     return int((START + timedelta(days=days, hours=hours)).timestamp())
 
 
-def make_ledger(directory: Path) -> Path:
-    with Ledger.init(directory) as ledger:
+def make_ledger(directory: Path, store_url: str | None = None) -> Path:
+    with Ledger.init(directory, store_url=store_url) as ledger:
         for system, scope in SYSTEMS.items():
             ledger.enrol_key(system, "producer", scope)
     return directory

@@ -12,6 +12,7 @@ from alerts.calendar import default_calendar
 from alerts.detector import Detector
 from alerts.engine import Engine
 from alerts.rules import load_ruleset
+from ledger.envelope import HEADER_LEN
 from ledger.ledger import Ledger
 from ledger.log_reader import LogReader
 from projections.base import decode_record
@@ -240,3 +241,30 @@ def test_cli_detect_once(tmp_path: Path) -> None:
     reader = LogReader(store_config(directory))
     assert reader.max_position() > 9
     reader.close()
+
+
+def test_snapshot_and_resume_on_every_backend(tmp_path: Path, store_url: str) -> None:
+    """SQLite: DIR/detector.db; PostgreSQL: the nk_detector_snapshot table."""
+    directory = make_ledger(tmp_path / "l", store_url)
+    script = Script()
+    script.append(directory, M1, "matter.accepted", at(0), {"matter_type": "licence"})
+    with Ledger.open(directory) as ledger:
+        det = Detector(ledger, load_ruleset())
+        assert det.run_once(ts(1)).appended == 0
+        position = det.position
+        det.close()
+    assert (directory / "detector.db").exists() == store_url.startswith("sqlite")
+    with Ledger.open(directory) as ledger:
+        det = Detector(ledger, load_ruleset())
+        assert det.position == position
+        run = det.run_once(ts(23, 1))  # 10 h after yellow fell due, with nobody running: late
+        det.close()
+        reader = LogReader(ledger.store.config)
+        bodies = [
+            orjson.loads(r[HEADER_LEN:])
+            for _, _, _, r in reader.by_position(position + 1, reader.max_position() + 1)
+        ]
+        reader.close()
+    assert run.appended == 1
+    warnings = [b for b in bodies if b["type"] == "warning.raised"]
+    assert [(w["data"]["level"], w["data"]["late"]) for w in warnings] == [("yellow", True)]
