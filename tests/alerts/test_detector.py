@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from alerts.calendar import default_calendar
@@ -268,3 +269,49 @@ def test_snapshot_and_resume_on_every_backend(tmp_path: Path, store_url: str) ->
     assert run.appended == 1
     warnings = [b for b in bodies if b["type"] == "warning.raised"]
     assert [(w["data"]["level"], w["data"]["late"]) for w in warnings] == [("yellow", True)]
+
+
+def test_the_warning_lifecycle_is_schema_checked_ledger_events(tmp_path: Path) -> None:
+    from alerts.lifecycle import append_lifecycle
+    from ledger.errors import NeikongError
+
+    directory = make_ledger(tmp_path / "l")
+    _inputs(directory)
+    supervisor = {"official": "4403-00900", "role": "supervisor", "unit": "4403-01"}
+    with Ledger.open(directory) as ledger:
+        det = Detector(ledger, load_ruleset())
+        det.run_once(ts(2))
+        (raised,) = _bodies(directory)
+        ref, stream = raised["event_id"], raised["stream"]
+        steps = [
+            ("acknowledged", {"warning_ref": ref, "acknowledged_by": "4403-00900"}),
+            (
+                "rectification_ordered",
+                {"warning_ref": ref, "rectify_by": "2026-02-06", "ordered_by": "4403-00900"},
+            ),
+            (
+                "rectified",
+                {"warning_ref": ref, "rectified_on": "2026-02-03", "evidence_ref": "EV-17"},
+            ),
+            ("closed", {"warning_ref": ref, "reason": "rectified", "closed_by": "4403-00900"}),
+        ]
+        for step, data in steps:
+            append_lifecycle(ledger, stream, step, actor=supervisor, data=data)
+        with pytest.raises(NeikongError, match="schema_invalid"):
+            append_lifecycle(
+                ledger,
+                stream,
+                "rectified",
+                actor=supervisor,
+                data={"warning_ref": ref, "rectified_on": "soon"},
+            )
+        det.run_once(ts(3))
+        assert det.engine.open_warnings() == {}
+        det.close()
+    assert [r.type for r in detector_rows(directory)] == [
+        "warning.raised",
+        "warning.acknowledged",
+        "warning.rectification_ordered",
+        "warning.rectified",
+        "warning.closed",
+    ]
