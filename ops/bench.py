@@ -10,6 +10,8 @@ Figures (keys of the JSON object):
 - verify_per_s          `neikong verify` over the same ledger (all checks, all cores).
 - verify_peak_rss_mb    peak resident memory of the verify process tree (parent + workers).
 Ratios: ingest_vs_raw_verify, verify_vs_raw_verify, ingest_vs_raw_append.
+Projection figures (raw_read_per_s, rebuild_per_s, rebuild_vs_raw_read, official_show_ms,
+case_show_ms): see ops/projection_bench.py.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ledger.log_bench import run_log_bench
 from ledger.store import RecordedEvent, RecordTranscoder
 from ledger.transport import InProcessChannel
 from ops.pipeline import emit_simulated, enrol_demo_producers
+from ops.projection_bench import run_projection_bench
 from producers.producer import Producer
 from producers.simulator import SYSTEMS, simulate
 
@@ -166,6 +169,8 @@ def run_bench(
         log_figures = run_log_bench(work_dir=scratch, log=log)
         log("bench: evidence bundle of a 20-event case…")
         bundle_figures = bundle_bench(scratch)
+        log("bench: projections (raw read vs rebuild, integrity file and case loads)…")
+        projection_figures = run_projection_bench(scratch / "ledger", log=log)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {
@@ -182,4 +187,5 @@ def run_bench(
         "ingest_vs_raw_append": round(ingest / raw_append, 3),
         **log_figures,
         **bundle_figures,
+        **projection_figures,
     }

@@ -143,6 +143,9 @@ class ReadModel:
     def _text(self) -> str:
         return "TEXT" if self.dialect == "sqlite" else 'TEXT COLLATE "C"'
 
+    def _without_rowid(self) -> str:
+        return " WITHOUT ROWID" if self.dialect == "sqlite" else ""
+
     def _ddl_lock(self, cur: Any) -> None:
         """PostgreSQL: serialise DDL of concurrent runners (CREATE … IF NOT EXISTS races)."""
         if self.dialect == "postgres":
@@ -154,7 +157,7 @@ class ReadModel:
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS proj_refs (projection TEXT NOT NULL,"
                 f" key {self._text()} NOT NULL, position BIGINT NOT NULL,"
-                " PRIMARY KEY (projection, key, position))"
+                f" PRIMARY KEY (projection, key, position)){self._without_rowid()}"
             )
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS proj_tracking (projection TEXT PRIMARY KEY,"

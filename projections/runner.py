@@ -159,21 +159,30 @@ class ProjectionRunner:
         return applied
 
     def _apply(self, events: list[LoggedEvent], tracked: dict[str, int], end: int) -> BatchWrite:
-        active = [(n, p) for n, p in self.projections.items() if tracked[n] < end]
-        routes: list[tuple[LoggedEvent, list[tuple[str, Projection, list[str]]]]] = []
-        missing: dict[str, set[str]] = {n: set() for n, _ in active}
+        # Pass 1: route every event, note the keys to load. Pass 2: load them in one query per
+        # projection. Pass 3: fold in log order. (Hot loop: locals only, no per-event queries.)
+        active = [n for n in self.projections if tracked[n] < end]
+        plan: list[tuple[LoggedEvent, str, Callable[..., Doc], dict[str, Doc | None], Any]] = []
+        missing: dict[str, set[str]] = {n: set() for n in active}
+        changed: dict[str, dict[str, Doc]] = {n: {} for n in active}
+        lanes = [
+            (n, tracked[n], self.projections[n].route, self.projections[n].fold, self._cache[n])
+            for n in active
+        ]
         for event in events:
-            hits = []
-            for name, proj in active:
-                if event.position <= tracked[name]:
+            position = event.position
+            for name, since, route, fold, cache in lanes:
+                if position <= since:
                     continue
-                keys = list(dict.fromkeys(proj.route(event)))
-                if keys:
-                    hits.append((name, proj, keys))
-                    cache = self._cache[name]
-                    missing[name].update(k for k in keys if k not in cache)
-            if hits:
-                routes.append((event, hits))
+                keys = route(event)
+                if not keys:
+                    continue
+                if not isinstance(keys, tuple | list) or len(keys) > 1:
+                    keys = list(dict.fromkeys(keys))
+                plan.append((event, name, fold, cache, keys))
+                for key in keys:
+                    if key not in cache:
+                        missing[name].add(key)
         for name, wanted in missing.items():
             if wanted:
                 stored = self.model.load(name, sorted(wanted))
@@ -182,22 +191,22 @@ class ProjectionRunner:
                     raw = stored.get(key)
                     cache[key] = _loads(raw) if raw is not None else None
         write = BatchWrite()
-        changed: dict[str, dict[str, Doc]] = {n: {} for n, _ in active}
-        for event, hits in routes:
-            for name, proj, keys in hits:
-                cache = self._cache[name]
-                for key in keys:
-                    if "\x00" in key:
-                        raise NeikongError(f"projection {name!r} routed a key with NUL: {key!r}")
-                    doc = proj.fold(cache[key], event, key)
-                    cache[key] = doc
-                    changed[name][key] = doc
-                    write.refs.append((name, key, event.position))
-        for name, proj in active:
-            write.rows[name] = [
-                (key, encode_doc(doc), *_index_row(proj, key, doc))
-                for key, doc in changed[name].items()
-            ]
+        refs = write.refs
+        for event, name, fold, cache, keys in plan:
+            done = changed[name]
+            for key in keys:
+                doc = fold(cache[key], event, key)
+                cache[key] = doc
+                done[key] = doc
+                refs.append((name, key, event.position))
+        for name in active:
+            proj = self.projections[name]
+            rows = []
+            for key, doc in changed[name].items():
+                if "\x00" in key:
+                    raise NeikongError(f"projection {name!r} routed a key with NUL: {key!r}")
+                rows.append((key, encode_doc(doc), *_index_row(proj, key, doc)))
+            write.rows[name] = rows
             write.moves[name] = (tracked[name], end)
         return write
 

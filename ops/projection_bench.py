@@ -1,0 +1,107 @@
+"""`neikong bench`: projection figures on the bench ledger, against a raw read in the same run.
+
+Figures (keys of the JSON object):
+- raw_read_per_s        every stored event read through the eventsourcing application's
+                        recorder (`select_notifications`, batches of 5000): the baseline.
+- rebuild_per_s         a rebuild from zero of every registered projection together (decode,
+                        route, fold, write docs + index columns + refs + tracking per batch) into
+                        a fresh read model of the same backend kind (SQLite file beside the
+                        ledger, or the ledger's PostgreSQL database).
+- rebuild_vs_raw_read   rebuild_per_s / raw_read_per_s (target >= 0.4).
+- official_show_ms      median over ~50 random officials of loading one integrity file and its
+                        refs (`integrity_file` projection); likewise case_show_ms for one case
+                        history (`case_history`). Target < 100 ms on a 1M-event ledger.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ledger.ledger import Ledger
+from ledger.log_reader import LogReader
+from projections import registry
+from projections.read_model import ReadModel
+from projections.runner import ProjectionRunner
+
+__all__ = ["run_projection_bench"]
+
+
+def _raw_read(ledger: Ledger, batch: int = 5000) -> tuple[int, float]:
+    recorder = ledger.store.recorder
+    count, start = 0, 1
+    started = time.perf_counter()
+    while True:
+        rows = recorder.select_notifications(start, batch)
+        count += len(rows)
+        if len(rows) < batch:
+            break
+        start = rows[-1].id + 1
+    return count, time.perf_counter() - started
+
+
+def _show_ms(runner: ProjectionRunner, name: str, samples: int, seed: int) -> float | None:
+    if name not in runner.projections:
+        return None
+    keys = [k for k, _ in runner.model.query(name)]
+    if not keys:
+        return None
+    rng = random.Random(seed)  # noqa: S311 - a reproducible sample, not a secret
+    timings = []
+    for key in rng.sample(keys, min(samples, len(keys))):
+        started = time.perf_counter()
+        runner.doc(name, key)
+        runner.refs(name, key)
+        timings.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(timings), 3)
+
+
+def run_projection_bench(
+    ledger_dir: Path,
+    *,
+    model_url: str | None = None,
+    log: Callable[[str], None] = print,
+    samples: int = 50,
+    seed: int = 5,
+) -> dict[str, Any]:
+    """Measure on an existing (bench) ledger; the read model is created fresh and kept."""
+    with Ledger.open(ledger_dir) as ledger:
+        log("bench: raw notification-log read (eventsourcing select_notifications)…")
+        events, raw_s = _raw_read(ledger)
+        url = model_url or (
+            ledger.config.store_url
+            if ledger.store.dialect == "postgres"
+            else f"sqlite:///{ledger_dir / 'bench-projections.db'}"
+        )
+        projections = registry.all_projections()
+        reader = LogReader(ledger.store.config)
+        model = ReadModel(url)
+        try:
+            runner = ProjectionRunner(reader, model, projections)
+            log(f"bench: rebuild of {len(projections)} projections…")
+            started = time.perf_counter()
+            rebuilt = runner.rebuild()
+            rebuild_s = time.perf_counter() - started
+            log("bench: loading integrity files and case histories…")
+            official = _show_ms(runner, "integrity_file", samples, seed)
+            case = _show_ms(runner, "case_history", samples, seed)
+            rows = {p.name: model.count(p.name) for p in projections}
+        finally:
+            model.close()
+            reader.close()
+    raw_rate = events / raw_s if raw_s else 0.0
+    rebuild_rate = rebuilt / rebuild_s if rebuild_s else 0.0
+    return {
+        "projection_events": rebuilt,
+        "projections": sorted(rows),
+        "projection_rows": rows,
+        "raw_read_per_s": round(raw_rate),
+        "rebuild_per_s": round(rebuild_rate),
+        "rebuild_vs_raw_read": round(rebuild_rate / raw_rate, 3) if raw_rate else None,
+        "official_show_ms": official,
+        "case_show_ms": case,
+    }
