@@ -215,7 +215,7 @@ class Engine:
             "category": rule.category,
             "key": key,
             "attributed": attributed,
-            "triggers": triggers,
+            "triggers": triggers[-64:],  # the schema bounds the list; the latest matter most
             "late": late,
         }
         if due_at is not None:
