@@ -72,6 +72,7 @@ class PiiStore:
         text = str(location)
         self.postgres = text.startswith(("postgres://", "postgresql://"))
         self._mark = "%s" if self.postgres else "?"
+        self._held: list[tuple[str, str, str, bytes, str]] = []
         if self.postgres:
             import psycopg
 
@@ -131,6 +132,30 @@ class PiiStore:
         )
         return made
 
+    def commit_later(self, official: str, field: str, value: Any, salt: bytes | None = None) -> str:
+        """Like `commit`, but held in memory until `flush()` writes all held values in one
+        transaction. Callers MUST flush before the events carrying these commitments are
+        appended, or a crash could leave a signed commitment whose value was never stored."""
+        salt = salt if salt is not None else secrets.token_bytes(SALT_LEN)
+        if len(salt) != SALT_LEN:
+            raise NeikongError(f"a PII salt is {SALT_LEN} bytes, got {len(salt)}")
+        made = commitment(value, salt)
+        self._held.append((made, official, field, salt, canonical_bytes(value).decode("utf-8")))
+        return made
+
+    def flush(self) -> int:
+        """Write every value held by `commit_later` durably (one transaction); return how many."""
+        held, self._held = self._held, []
+        if held:
+            with self._transaction():
+                for row in held:
+                    self._execute(
+                        "INSERT INTO nk_pii (commitment, official, field, salt, value)"
+                        " VALUES (?,?,?,?,?) ON CONFLICT (commitment) DO NOTHING",
+                        row,
+                    )
+        return len(held)
+
     def get(self, made: str) -> PiiValue | None:
         """The value behind a commitment, checked against it; None if absent or erased."""
         rows = self._execute(
@@ -165,6 +190,7 @@ class PiiStore:
         return erased
 
     def close(self) -> None:
+        self.flush()
         self._conn.close()
 
     def __enter__(self) -> PiiStore:

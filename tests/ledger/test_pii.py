@@ -85,3 +85,12 @@ def test_sqlite_file_is_private_and_erased_bytes_leave_the_file(tmp_path: Path) 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("pii.db"))
     assert secret.encode() not in on_disk
+
+
+def test_values_committed_later_are_stored_at_flush_in_one_transaction(store: PiiStore) -> None:
+    made = [store.commit_later("4403-00012", f"f{i}", f"v{i}", bytes([i]) * 32) for i in range(5)]
+    assert made[0] == commitment("v0", bytes(32))
+    assert store.get(made[0]) is None  # held, not yet written
+    assert store.flush() == 5
+    assert [store.get(m).value for m in made] == [f"v{i}" for i in range(5)]  # type: ignore[union-attr]
+    assert store.flush() == 0
