@@ -34,12 +34,14 @@ __all__ = [
 ]
 
 DAY_S = 86_400
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 Calendar = WorkCalendar
 
 
 def parse_ts(text: str) -> int:
     """`YYYY-MM-DDTHH:MM:SS[.ffffff]Z` -> epoch seconds (fractions dropped)."""
-    return int(datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
+    day = date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal() - _EPOCH_ORDINAL
+    return day * DAY_S + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
 
 
 def format_ts(ts: int) -> str:

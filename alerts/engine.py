@@ -71,6 +71,15 @@ def _types(selector: Mapping[str, Any]) -> tuple[str, ...]:
     return (event,) if isinstance(event, str) else tuple(event)
 
 
+def _reads(rule: Rule) -> frozenset[str]:
+    """The event types any selector of `rule` names."""
+    m = rule.match
+    selectors = [m.get("trigger"), m.get("start"), m.get("extend"), {"event": m.get("over", [])}]
+    selectors += [*m.get("expect", []), *m.get("cancel", []), *m.get("steps", [])]
+    types = {t for s in selectors if s and s.get("event") for t in _types(s)}
+    return frozenset(types | {"warning.closed"})
+
+
 @dataclass
 class EngineStats:
     processed: int = 0
@@ -100,8 +109,10 @@ class Engine:
         self.late_after_s = late_after_s
         self.stats = EngineStats()
         self.cards = CardCounter(self)
+        self._reads: dict[str, frozenset[str]] = {}
         for rule in ruleset:
             self.state.rules.setdefault(rule.id, {})
+            self._reads[rule.id] = _reads(rule)
 
     # -- public surface --------------------------------------------------------------------
 
@@ -120,10 +131,17 @@ class Engine:
         if event.type == "warning.closed":
             self._close(event.stream)
         for rule in self.ruleset:
+            if event.type not in self._reads[rule.id] and not (
+                rule.kind == "absence"
+                and rule.attribution["rule"] == "primary_responsibility"
+                and self.state.rules[rule.id]
+            ):
+                continue  # neither a selector's type, nor a possible role for a pending absence
             key = self._key(rule, view)
             if key is None:
                 continue
-            out += self._flush_late(rule, key)
+            if self.state.late:
+                out += self._flush_late(rule, key)
             handler = getattr(self, f"_on_{rule.kind}")
             out += handler(rule, key, view, ts)
         return out
@@ -387,6 +405,9 @@ class Engine:
         if span is not None:
             cutoff = ts - int(rule.value(span)["days"]) * DAY_S
             partials = [p for p in partials if p["ts"] > cutoff]
+        if partials and any(self._matches(rule, s, view) for s in rule.match.get("cancel", [])):
+            keys.pop(key, None)  # the matter ended: its partial matches can never complete
+            return []
         out: list[Emitted] = []
         for partial in list(partials):
             if self._matches(rule, steps[partial["step"]], view, partial["bound"]):

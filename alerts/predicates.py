@@ -35,9 +35,10 @@ def field(view: View, path: str) -> Any:
     """The value at a dotted path, or `MISSING`."""
     value: Any = view
     for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
+        try:
+            value = value[part]
+        except (KeyError, TypeError, IndexError):
             return MISSING
-        value = value[part]
     return value
 
 

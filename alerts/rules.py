@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -111,27 +111,27 @@ class Rule:
     path: str  # relative to the rules directory
     semantics_hash: str
 
-    @property
+    @cached_property
     def match(self) -> Mapping[str, Any]:
         return self.doc["match"]  # type: ignore[no-any-return]
 
-    @property
+    @cached_property
     def kind(self) -> str:
         return str(self.match["kind"])
 
-    @property
+    @cached_property
     def levels(self) -> list[dict[str, Any]]:
         return list(self.doc["levels"])
 
-    @property
+    @cached_property
     def attribution(self) -> Mapping[str, Any]:
         return self.doc["attribution"]  # type: ignore[no-any-return]
 
-    @property
+    @cached_property
     def exceptions(self) -> list[dict[str, Any]]:
         return list(self.doc.get("exceptions", []))
 
-    @property
+    @cached_property
     def suppress_mode(self) -> str:
         return str(self.doc["suppress"]["mode"])
 

@@ -67,7 +67,7 @@ def test_warnings_are_ledger_events_signed_by_the_detector(tmp_path: Path) -> No
     assert body["producer"]["system"] == "neikong-detector"
     data = body["data"]
     assert data["rule_id"] == "R04-same-person-handles-and-approves"
-    assert data["rule_version"] == 1
+    assert data["rule_version"] == 2
     assert data["ruleset_hash"] == load_ruleset().ruleset_hash
     assert (data["level"], data["grade"], data["key"]) == ("orange", 1, M3)
     assert data["attributed"] == {"official": "4403-00101", "role": "approver"}
