@@ -21,7 +21,7 @@ import orjson
 
 from ledger.envelope import HEADER_LEN
 
-__all__ = ["Doc", "LoggedEvent", "Projection", "decode_record", "encode_doc"]
+__all__ = ["Doc", "LoggedEvent", "Projection", "decode_record", "encode_doc", "record_type"]
 
 Doc = dict[str, Any]
 
@@ -60,6 +60,17 @@ def decode_record(position: int, record: bytes) -> LoggedEvent:
     )
 
 
+def record_type(record: bytes) -> str:
+    """The `type` of a stored record, read from its bytes without parsing the JSON.
+
+    The body is RFC 8785 canonical (keys sorted), so `"type":"…"` is its last-but-one member,
+    followed only by `"v":1`; `"type":"` cannot occur inside a later string (quotes in strings
+    are escaped), so the last occurrence is the member.
+    """
+    start = record.rfind(b'"type":"') + 8
+    return record[start : record.index(b'"', start)].decode("ascii")
+
+
 def encode_doc(doc: Doc) -> bytes:
     """The canonical stored form of a document: sorted keys, no whitespace, UTF-8.
 
@@ -73,7 +84,10 @@ class Projection(Protocol):
     """A read model: `route` picks the keys an event touches, `fold` updates one document.
 
     `columns` names the indexed query columns (name, "text" | "int") that `index` fills from a
-    document, for filtered listing (unit, official, grade, status …).
+    document, for filtered listing (unit, official, grade, status …). `types` (optional) lists
+    the event types or `prefix.` families `route` can accept: the runner does not even parse a
+    record whose type none of its projections lists. `route` MUST return nothing for any type
+    outside `types`, so the hint never changes a result (the contract suite checks it).
     """
 
     name: ClassVar[str]

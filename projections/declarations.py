@@ -101,6 +101,7 @@ class Declarations:
 
     name: ClassVar[str] = "declarations"
     version: ClassVar[int] = 1
+    types: ClassVar[tuple[str, ...]] = ("personnel.appointed", "declaration.")
     columns: ClassVar[tuple[tuple[str, str], ...]] = (
         ("official", "text"),
         ("year", "int"),

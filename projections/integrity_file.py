@@ -86,6 +86,7 @@ class IntegrityFile:
 
     name: ClassVar[str] = "integrity_file"
     version: ClassVar[int] = 1
+    types: ClassVar[tuple[str, ...]] = (*_ROUTED_PREFIXES, "pii.erased", "audit.pii_read")
     columns: ClassVar[tuple[tuple[str, str], ...]] = (
         ("unit", "text"),
         ("rank", "text"),

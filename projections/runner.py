@@ -26,7 +26,7 @@ import orjson
 
 from ledger.errors import NeikongError
 from ledger.log_reader import LogReader
-from projections.base import Doc, LoggedEvent, Projection, decode_record, encode_doc
+from projections.base import Doc, LoggedEvent, Projection, decode_record, encode_doc, record_type
 from projections.read_model import BatchWrite, ReadModel, TrackingConflict, UnknownProjection
 
 __all__ = ["LogSource", "ProjectionBehind", "ProjectionRunner", "read_positions"]
@@ -146,17 +146,38 @@ class ProjectionRunner:
         applied = 0
         while lo <= target:
             hi = min(lo + batch, target + 1)
-            events = [decode_record(p, rec) for p, _, _, rec in self.log.by_position(lo, hi)]
+            wanted = self._wanted_types(tracked, hi - 1)
+            if wanted is None:
+                events = [decode_record(p, rec) for p, _, _, rec in self.log.by_position(lo, hi)]
+            else:
+                events = [
+                    decode_record(p, rec)
+                    for p, _, _, rec in self.log.by_position(lo, hi)
+                    if record_type(rec).startswith(wanted)
+                ]
             write = self._apply(events, tracked, hi - 1)
             self.model.commit_batch(write)
             for name, (_, new) in write.moves.items():
                 tracked[name] = new
             self._trim_cache()
-            applied += len(events)
+            applied += hi - lo
             if progress is not None:
-                progress(len(events))
+                progress(hi - lo)
             lo = hi
         return applied
+
+    def _wanted_types(self, tracked: dict[str, int], end: int) -> tuple[str, ...] | None:
+        """Type names and `family.` prefixes the projections still behind `end` accept; None
+        when one of them takes every type (declares no `types`)."""
+        wanted: list[str] = []
+        for name, proj in self.projections.items():
+            if tracked[name] >= end:
+                continue
+            types: tuple[str, ...] | None = getattr(proj, "types", None)
+            if types is None:
+                return None
+            wanted.extend(types)
+        return tuple(sorted(set(wanted)))
 
     def _apply(self, events: list[LoggedEvent], tracked: dict[str, int], end: int) -> BatchWrite:
         # Pass 1: route every event, note the keys to load. Pass 2: load them in one query per

@@ -46,6 +46,12 @@ class UnitStats:
 
     name: ClassVar[str] = "unit_stats"
     version: ClassVar[int] = 1
+    types: ClassVar[tuple[str, ...]] = (
+        "matter.accepted",
+        "matter.concluded",
+        "matter.withdrawn",
+        "violation.",
+    )
     columns: ClassVar[tuple[tuple[str, str], ...]] = (
         ("open_matters", "int"),
         ("violations", "int"),

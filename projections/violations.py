@@ -60,6 +60,7 @@ class Violations:
 
     name: ClassVar[str] = "violations"
     version: ClassVar[int] = 1
+    types: ClassVar[tuple[str, ...]] = ("violation.",)
     columns: ClassVar[tuple[tuple[str, str], ...]] = (
         ("unit", "text"),
         ("official", "text"),
