@@ -138,6 +138,24 @@ def plan_violation(eng: Engine, o: Official, t: int) -> None:
             t2,
         ),
     )
+    if rng.random() < 0.5:  # the unit head's handling of the official: a light sanction
+        t_s = eng.office_at(t2, rng.uniform(1, 10) * OFFICE_DAY)
+        plan.event(
+            t_s,
+            make_event(
+                "4403-renshi",
+                f"official/{o.id}",
+                "personnel.sanctioned",
+                eng.actor(b.personnel.members[0], "personnel_officer"),
+                {"official": o.id},
+                {
+                    "sanction": rng.choice(("criticism", "written_check", "correct_by_deadline")),
+                    "decided_by": b.leadership[0].id,
+                    "effective_on": cst_date(t_s),
+                },
+                t_s,
+            ),
+        )
     deadline = end_of_day(rectify_by)
     kind = eng.choose(["rectification_overdue"])
     if kind:

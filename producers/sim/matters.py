@@ -491,7 +491,7 @@ def plan_matter(
             and (kind == "reduced_without_approval" or (kind is None and rng.random() < 0.02))
         ):
             after_fen = terms["fine"] * rng.randint(40, 80) // 100
-            t_amend = t + max(60, (times[index + 1] - t) // 2)
+            t_amend = eng.clock.at((eng.clock.office(t) + eng.clock.office(times[index + 1])) // 2)
             emit(
                 t_amend,
                 "matter.amended",
@@ -590,7 +590,7 @@ def _collective(  # noqa: PLR0917
         eng.last_decision_ref = None
         return None
     before = times[index - 1] if index > 0 else t - 3600
-    held = before + max(60, (t - before) // 2)
+    held = eng.clock.at((eng.clock.office(before) + eng.clock.office(t)) // 2)
     leaders = bureau.leadership
     size = len(leaders)
     if kind == "major_matter_few_deciders":
@@ -640,8 +640,8 @@ def _insert_extension(  # noqa: PLR0917
     """An approved extension, before the original limit runs out and before conclusion."""
     matter = [it for it in plan.items if it[1] == 0 and it[2].stream == stream]
     last_before = max((it[0] for it in matter[:-1] if it[0] < due), default=matter[0][0])
-    t = min(eng.clock.at(eng.clock.office(due) - 1800), last_before + 600)
-    t = max(t, matter[0][0] + 60)
+    t = min(eng.clock.at(eng.clock.office(due) - 1800), eng.office_at(last_before, 600))
+    t = max(t, eng.office_at(matter[0][0], 60))
     plan.event(
         t,
         make_event(

@@ -2,7 +2,7 @@
 and yearly duties, driving the planners of the other modules.
 
 Volumes [A] per taxpayer and month: one invoice-usage and one tax-burden report, about half a
-matter. Per official and year: 0.12 appointments, one training or talk, 0.25 complaints, 0.2
+matter. Per official and year: 0.2 appointments, one training or talk, 0.25 complaints, 0.2
 violations; per reportable official 0.5 personal matters observed in registries. The office is
 sized from the run's length (one taxpayer per 40 events, at least 300), so a run covers about
 half a year of office life whatever its size, and always at least a month.
@@ -32,7 +32,7 @@ __all__ = ["open_office"]
 MATTERS_PER_TAXPAYER_MONTH = 0.5
 WORKING_DAYS_PER_MONTH = 21
 OFFICIAL_RATES = {  # per official and year
-    "appointment": 0.12,
+    "appointment": 0.2,
     "routine": 1.2,
     "complaint": 0.25,
     "violation": 0.2,
@@ -60,6 +60,8 @@ def open_office(eng: Engine) -> None:
             matter_type = "invoice_purchase"
         if matter_type == "invoice_quota_change":
             tp.last_quota_change = t
+        if matter_type == "tax_assessment" and t < tp.busy_until:
+            matter_type = "invoice_purchase"  # a risk episode decides whether one is opened
         plan_matter(eng, tp, matter_type, t)
         eng.later(eng.office_at(t, eng.rng.expovariate(per_second)), arrival)
 
@@ -73,10 +75,10 @@ def open_office(eng: Engine) -> None:
         what = eng.rng.choices(kinds, list(OFFICIAL_RATES.values()))[0]
         o = eng.rng.choice(officials)
         if what == "observed":
-            reportable = [x for x in officials if x.reportable]
-            if reportable:
-                plan_observed(eng, eng.rng.choice(reportable), t)
+            plan_observed(eng, eng.rng.choice(world.reportable), t)
         elif what == "appointment":
+            if eng.rng.random() < 0.5:  # rotations of leading cadres (交流任职)
+                o = eng.rng.choice(world.reportable)
             plan_appointment(eng, o, t)
         elif what == "complaint":
             plan_complaint(eng, o, t)

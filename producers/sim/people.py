@@ -316,7 +316,7 @@ def plan_appointment(eng: Engine, o: Official, t: int) -> None:
             held,
         ),
     )
-    t = max(t, held + 3600)
+    t = max(t, eng.office_at(held, 3600))
     head = next((m for m in unit.members if m.role == "approver" and m is not o), leaders[0])
     _personnel(
         eng,

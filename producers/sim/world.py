@@ -222,4 +222,5 @@ class World:
 
     @property
     def reportable(self) -> list[Official]:
+        """Officials who file personal-matters reports (at least the leadership teams)."""
         return [o for o in self.officials.values() if o.reportable]
