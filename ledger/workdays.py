@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 CST = timedelta(hours=8)
+_ONE_DAY = timedelta(days=1)
 _CALENDARS = ("working", "natural")
 
 
@@ -198,6 +199,13 @@ class WorkCalendar:
     @staticmethod
     def local_date(ts: str | datetime) -> date:
         """The civil date in China Standard Time of a UTC timestamp."""
+        if isinstance(ts, str) and len(ts) >= 20 and ts[10] == "T" and ts[-1] == "Z":
+            # Fast path (projections call this per event): 16:00Z and later is the next day.
+            hour = int(ts[11:13])
+            if not 0 <= hour <= 23:
+                raise ValueError(f"timestamp {ts!r} has no valid hour")
+            day = date.fromisoformat(ts[:10])
+            return day + _ONE_DAY if hour >= 16 else day
         return (parse_ts(ts) + CST).date()
 
     @staticmethod

@@ -16,6 +16,8 @@ import hashlib
 import uuid
 from typing import Any
 
+from tests.alerts.catalogue_additions import WARNING_EXAMPLES, WARNING_STREAMS
+
 __all__ = [
     "EXAMPLES",
     "OCCURRED_AT",
@@ -289,6 +291,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "rows": 1873,
     },
 }
+EXAMPLES.update(WARNING_EXAMPLES)  # the detector's types (tests/alerts/catalogue_additions.py)
 
 # type family -> (producer system, actor role)
 _FAMILY: dict[str, tuple[str, str]] = {
@@ -302,6 +305,9 @@ _FAMILY: dict[str, tuple[str, str]] = {
     "pii": ("neikong-console", "integrity_file_keeper"),
     "audit": ("neikong-console", "integrity_file_keeper"),
     "projection": ("neikong-projector", "projector"),
+    "warning": ("neikong-detector", "detector"),
+    "card": ("neikong-detector", "detector"),
+    "command": ("neikong-detector", "detector"),
 }
 # penalty-procedure types come from the inspection system (稽查), taxpayer figures from the
 # invoice or the core tax system
@@ -342,6 +348,7 @@ def stream_for(event_type: str) -> str:
         "pii": f"pii/{OFFICIAL}",
         "audit": "audit/4403-00041",
         "projection": "projection/integrity_file",
+        **WARNING_STREAMS,
     }[family]
 
 

@@ -88,7 +88,11 @@ def test_the_doc_names_every_type_once_and_the_parse_found_them() -> None:
     assert len(names) >= 31
     families = {n.split(".")[0] for n in names}
     expected = {"matter", "taxpayer", "decision", "personnel", "declaration", "complaint"}
-    assert families == expected | {"violation", "pii", "audit", "projection"}
+    assert families == expected | {"violation", "pii", "audit", "projection"} | {
+        "warning",
+        "card",
+        "command",
+    }
 
 
 def optional_fields_table() -> dict[str, set[str]]:
@@ -311,12 +315,16 @@ def test_the_generator_reaches_every_kind_of_constraint() -> None:
     no_dates |= {"matter.withdrawn", "matter.concluded", "pii.erased", "audit.pii_read"}
     no_dates |= {"personnel.assessment_tallied", "projection.root_published"}
     no_dates |= {"declaration.verification_completed"}
+    no_dates |= {"warning.raised", "warning.escalated", "warning.acknowledged", "warning.closed"}
+    no_dates |= {"card.issued", "command.rejected"}
     no_dates |= {t for t in TYPES if t.startswith("taxpayer.")}
     assert _types_with("date") == set(TYPES) - no_dates
     no_enums = {"personnel.training_completed", "pii.erased", "audit.pii_read"}
     no_enums |= {"projection.root_published", "violation.rectification_ordered"}
     no_enums |= {"violation.rectification_completed", "matter.withdrawn"}
     no_enums |= {"taxpayer.invoice_usage_reported", "taxpayer.tax_burden_computed"}
+    no_enums |= {"warning.acknowledged", "warning.rectification_ordered", "warning.rectified"}
+    no_enums |= {"command.rejected"}
     assert _types_with("enum") == set(TYPES) - no_enums
     assert _types_with("missing") == set(TYPES)
     assert _types_with("extra") == set(TYPES)

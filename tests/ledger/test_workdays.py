@@ -223,3 +223,10 @@ def test_a_custom_calendar_file(tmp_path: Path) -> None:
     assert not cal.is_working_day(date(2026, 3, 2))
     assert cal.is_working_day(date(2026, 3, 7))
     assert cal.add_working_days(date(2026, 3, 1), 1) == date(2026, 3, 4)
+
+
+@given(st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2027, 12, 31)))
+def test_local_date_fast_path_equals_the_datetime_arithmetic(moment: datetime) -> None:
+    aware = moment.replace(tzinfo=UTC)
+    for text in (aware.strftime("%Y-%m-%dT%H:%M:%SZ"), format_ts(aware)):
+        assert WorkCalendar.local_date(text) == (aware + timedelta(hours=8)).date()
