@@ -1,12 +1,12 @@
 """The streaming detector (动态预警): declarative rules over the ledger, warnings back into it.
 
-    rules.py       rule files (YAML, rule.schema.json) -> immutable RuleSet, hashes, overrides
-    predicates.py  declarative `where` conditions and the named domain facts
-    engine.py      Engine: events and a clock in, warning/card events out (matchers.py: kinds)
-    timers.py      durable absence timers on event time; calendar.py: working days
-    escalation.py  R24 cards over attributed warnings
-    state.py       keyed state and its snapshots (SQLite detector.db / PostgreSQL table)
-    detector.py    the service: follow the log, append signed warnings, snapshot
-    lifecycle.py   acknowledged -> rectification ordered -> rectified -> closed
-    fixtures.py    promtool-style rule fixtures (`neikong rules test`); lint.py: lock.json
+rules.py       rule files (YAML, rule.schema.json) -> immutable RuleSet, hashes, overrides
+predicates.py  declarative `where` conditions and the named domain facts
+engine.py      Engine: events and a clock in, warning/card events out (matchers.py: kinds)
+timers.py      durable absence timers on event time; calendar.py: working days
+escalation.py  R24 cards over attributed warnings
+state.py       keyed state and its snapshots (SQLite detector.db / PostgreSQL table)
+detector.py    the service: follow the log, append signed warnings, snapshot
+lifecycle.py   acknowledged -> rectification ordered -> rectified -> closed
+fixtures.py    promtool-style rule fixtures (`neikong rules test`); lint.py: lock.json
 """

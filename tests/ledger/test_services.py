@@ -44,7 +44,8 @@ def test_append_as_enrols_the_service_key_once_and_chains_its_stream(tmp_path: P
         assert (first.stream_seq, second.stream_seq) == (1, 2)
         assert second.position == first.position + 1
         key = ledger.key_path("svc-projector")
-        assert key.exists() and oct(key.stat().st_mode & 0o777) == "0o600"
+        assert key.exists()
+        assert oct(key.stat().st_mode & 0o777) == "0o600"
         enrolled = [
             k for k in ledger.registry.keys.values() if k.scope.system == "neikong-projector"
         ]
