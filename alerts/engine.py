@@ -33,11 +33,12 @@ from typing import Any
 from alerts.calendar import Calendar, format_ts, local_date, parse_ts
 from alerts.escalation import CardCounter
 from alerts.matchers import MatchKinds, selector_types
-from alerts.predicates import MISSING, evaluate
-from alerts.predicates import field as get
+from alerts.predicates import evaluate
 from alerts.rules import Rule, RuleSet
 from alerts.state import DetectorState
 from alerts.timers import Timer, TimerHeap
+from alerts.view import MISSING
+from alerts.view import field as get
 from alerts.warnings import LEVELS, Emitted, derive_event_id, level_index, warning_stream
 from projections.base import LoggedEvent
 

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from alerts.calendar import DAY_S, format_ts, local_date
-from alerts.predicates import MISSING
-from alerts.predicates import field as get
 from alerts.rules import Rule
+from alerts.view import MISSING
+from alerts.view import field as get
 from alerts.warnings import Emitted, card_stream, derive_event_id, level_index
 
 if TYPE_CHECKING:

@@ -17,10 +17,10 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from alerts.calendar import DAY_S, extend_due
-from alerts.predicates import MISSING
-from alerts.predicates import field as get
 from alerts.rules import Rule, parse_ratio
 from alerts.timers import Limit, Timer, level_due
+from alerts.view import MISSING
+from alerts.view import field as get
 from alerts.warnings import Emitted
 from ledger.workdays import OutsideCalendar
 

@@ -21,41 +21,19 @@ Facts are the domain computations a rule needs, each a documented pure function 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["FACTS", "MISSING", "evaluate", "field", "resolve_value"]
+from alerts.facts_enforcement import ENFORCEMENT_FACTS
+from alerts.facts_penalty import PENALTY_FACTS
+from alerts.view import MISSING, View, as_decimal, field
 
-MISSING: Any = object()
+__all__ = ["FACTS", "MISSING", "Fact", "evaluate", "field", "resolve_value"]
 
-View = Mapping[str, Any]
-
-
-def field(view: View, path: str) -> Any:
-    """The value at a dotted path, or `MISSING`."""
-    value: Any = view
-    for part in path.split("."):
-        try:
-            value = value[part]
-        except (KeyError, TypeError, IndexError):
-            return MISSING
-    return value
+# A fact: a documented pure function of the event view and the rule's parameters.
+Fact = Callable[[View, Mapping[str, Any]], bool]
 
 
-def _decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, str):
-        try:
-            return Decimal(value)
-        except InvalidOperation:
-            return None
-    return None
-
-
-def _quota_increase(view: View) -> bool:
+def _quota_increase(view: View, params: Mapping[str, Any]) -> bool:
     """增版增量: an invoice request asks for more than it had (quantity or max amount)."""
     req = field(view, "data.request")
     if not isinstance(req, Mapping):
@@ -63,27 +41,29 @@ def _quota_increase(view: View) -> bool:
     q0, q1 = req.get("quantity_before"), req.get("quantity_requested")
     if isinstance(q0, int) and isinstance(q1, int) and q1 > q0:
         return True
-    a0, a1 = _decimal(req.get("max_amount_before")), _decimal(req.get("max_amount_requested"))
+    a0, a1 = as_decimal(req.get("max_amount_before")), as_decimal(req.get("max_amount_requested"))
     return a0 is not None and a1 is not None and a1 > a0
 
 
-def _burden_below_industry_line(view: View) -> bool:
+def _burden_below_industry_line(view: View, params: Mapping[str, Any]) -> bool:
     """税负明显偏低: `burden_ratio` < `industry_warning_ratio` (both decimal strings)."""
-    b = _decimal(field(view, "data.burden_ratio"))
-    line = _decimal(field(view, "data.industry_warning_ratio"))
+    b = as_decimal(field(view, "data.burden_ratio"))
+    line = as_decimal(field(view, "data.industry_warning_ratio"))
     return b is not None and line is not None and b < line
 
 
-def _discretion_reason_missing(view: View) -> bool:
+def _discretion_reason_missing(view: View, params: Mapping[str, Any]) -> bool:
     """A penalty decision without the reasons for the discretion (`discretion_reason` empty)."""
     reason = field(view, "data.discretion_reason")
     return reason is MISSING or reason == ""
 
 
-FACTS: dict[str, Callable[[View], bool]] = {
+FACTS: dict[str, Fact] = {
     "quota_increase": _quota_increase,
     "burden_below_industry_line": _burden_below_industry_line,
     "discretion_reason_missing": _discretion_reason_missing,
+    **ENFORCEMENT_FACTS,  # grades 1–2 (alerts/facts_enforcement.py)
+    **PENALTY_FACTS,  # grades 3–4 and cross (alerts/facts_penalty.py)
 }
 
 
@@ -112,7 +92,7 @@ def _compare(op: str, left: Any, right: Any) -> bool:
         return bool(left != right)
     if op == "in":
         return isinstance(right, list | tuple | Mapping) and left in right
-    a, b = _decimal(left), _decimal(right)
+    a, b = as_decimal(left), as_decimal(right)
     if a is None or b is None:
         return False
     return a >= b if op == "gte" else a <= b
@@ -138,6 +118,6 @@ def evaluate(
     if op == "exists":
         return field(view, arg) is not MISSING
     if op == "fact":
-        return FACTS[arg](view)
+        return FACTS[arg](view, params)
     path, raw = arg
     return _compare(op, field(view, path), resolve_value(raw, view, params, bound))
