@@ -41,7 +41,7 @@ from ledger.log_reader import LogReader
 from ledger.note import NoteError
 from ops.cli import _emit_json, _open, ledger_option, main, progress_bar
 from projections.base import Doc
-from projections.case_history import case_state, conformance_at, due_day
+from projections.case_history import case_state, conformance_at, due_day, durations, total
 from projections.read_model import ReadModel, read_model_url
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
@@ -301,6 +301,8 @@ def case_show(
                 "as_of": day,
                 "at": at,
                 **doc,
+                "durations": durations(doc),
+                "total": total(doc),
                 "state_as_of": summary["state"],
                 "conformance_as_of": conformance_at(doc, day),
             }
@@ -330,11 +332,11 @@ def case_show(
     click.echo(
         table(
             [("step", "step 环节"), ("days", "days 天数"), ("calendar", "calendar 日历")],
-            doc["durations"],
+            durations(doc),
         )
     )
-    if doc["total"]:
-        t = doc["total"]
+    t = total(doc)
+    if t:
         click.echo(
             f"total 总用时: {_cell(t['days'])} {t['calendar']} days, limit 时限 "
             f"{_cell(t['limit_days'])} (last day {_cell(t['due_day'])}), "

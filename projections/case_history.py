@@ -36,7 +36,15 @@ from projections.base import Doc, LoggedEvent
 from projections.conformance import check_matter
 from projections.support import event_ref, parse_date
 
-__all__ = ["CaseHistory", "case_state", "conformance_at", "due_day", "elapsed_days"]
+__all__ = [
+    "CaseHistory",
+    "case_state",
+    "conformance_at",
+    "due_day",
+    "durations",
+    "elapsed_days",
+    "total",
+]
 
 _TERMINAL = {"matter.concluded": "concluded", "matter.withdrawn": "withdrawn"}
 
@@ -100,8 +108,6 @@ def _new(key: str) -> Doc:
         "due_at": None,
         "timeline": [],
         "actors": {},
-        "durations": [],
-        "total": None,
         "collective_decisions": [],
         "conformance": [],
     }
@@ -111,7 +117,7 @@ class CaseHistory:
     """案件履历: one document per matter stream."""
 
     name: ClassVar[str] = "case_history"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     types: ClassVar[tuple[str, ...]] = ("matter.", "decision.collective_recorded")
     columns: ClassVar[tuple[tuple[str, str], ...]] = (
         ("matter_type", "text"),
@@ -165,7 +171,6 @@ class CaseHistory:
 def _fold_matter_event(doc: Doc, event: LoggedEvent) -> None:
     d = event.data
     actor = event.actor
-    previous = doc["timeline"][-1] if doc["timeline"] else None
     entry: dict[str, Any] = {
         **event_ref(event),
         "seq": event.stream_seq,
@@ -177,7 +182,6 @@ def _fold_matter_event(doc: Doc, event: LoggedEvent) -> None:
         "role": actor.get("role"),
         "unit": actor.get("unit"),
         "occurred_at": event.occurred_at,
-        "actor": dict(actor),
         "data": d,
     }
     doc["timeline"].append(entry)
@@ -205,30 +209,47 @@ def _fold_matter_event(doc: Doc, event: LoggedEvent) -> None:
             doc["limit_days"] += int(d.get("days", 0))
     if doc["handler"] is None and role == "handler":
         doc["handler"] = official
-    if previous is not None and event.type != "matter.extension_approved":
-        doc["durations"].append(
-            {
-                "step": d.get("step") or event.type.split(".", 1)[1],
-                "from_seq": previous["seq"],
-                "to_seq": event.stream_seq,
-                "days": elapsed_days(previous["occurred_at"], event.occurred_at, doc["calendar"]),
-                "calendar": doc["calendar"],
-            }
-        )
     if event.type in _TERMINAL:
         doc["state"] = _TERMINAL[event.type]
         doc["concluded_at"] = event.occurred_at
-        if doc["accepted_at"] is not None:
-            last = due_day(doc)
-            doc["total"] = {
-                "days": elapsed_days(doc["accepted_at"], event.occurred_at, doc["calendar"]),
-                "calendar": doc["calendar"],
-                "limit_days": doc["limit_days"],
-                "due_day": last,
-                "within_limit": None
-                if last is None
-                else _local(event.occurred_at) <= parse_date(last),
-            }
+
+
+def durations(doc: Doc) -> list[dict[str, Any]]:
+    """Days between consecutive steps (extension approvals are not steps), in the matter's
+    calendar. Computed from the timeline when asked, not stored: cheaper folds."""
+    out: list[dict[str, Any]] = []
+    previous: dict[str, Any] | None = None
+    for entry in doc["timeline"]:
+        if entry["type"] == "matter.extension_approved":
+            continue
+        if previous is not None:
+            out.append(
+                {
+                    "step": entry["step"] or entry["type"].split(".", 1)[1],
+                    "from_seq": previous["seq"],
+                    "to_seq": entry["seq"],
+                    "days": elapsed_days(
+                        previous["occurred_at"], entry["occurred_at"], doc["calendar"]
+                    ),
+                    "calendar": doc["calendar"],
+                }
+            )
+        previous = entry
+    return out
+
+
+def total(doc: Doc) -> dict[str, Any] | None:
+    """A closed matter's total days against its limit (None while open)."""
+    if doc["state"] == "open" or doc["accepted_at"] is None or doc["concluded_at"] is None:
+        return None
+    last = due_day(doc)
+    return {
+        "days": elapsed_days(doc["accepted_at"], doc["concluded_at"], doc["calendar"]),
+        "calendar": doc["calendar"],
+        "limit_days": doc["limit_days"],
+        "due_day": last,
+        "within_limit": None if last is None else _local(doc["concluded_at"]) <= parse_date(last),
+    }
 
 
 @cache
@@ -242,7 +263,7 @@ def _events(doc: Doc) -> list[dict[str, Any]]:
             "type": t["type"],
             "stream_seq": t["seq"],
             "occurred_at": t["occurred_at"],
-            "actor": t["actor"],
+            "actor": {"official": t["official"], "role": t["role"], "unit": t["unit"]},
             "data": t["data"],
         }
         for t in doc["timeline"]

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from projections.case_history import CaseHistory, case_state, conformance_at, elapsed_days
+from projections.case_history import (
+    CaseHistory,
+    case_state,
+    conformance_at,
+    durations,
+    elapsed_days,
+    total,
+)
 from tests.projections._log import Log, fold_all
 
 MATTER = "matter/4403-fp/2026-000123"
@@ -71,12 +78,12 @@ def test_timeline_actors_and_durations() -> None:
         "reviewer": ["4403-00214"],
     }
     # working days: Mar 2 -> Mar 4 = 2; Mar 4 -> Mar 9 (Thu, Fri, Mon) = 3; Mar 9 -> Mar 30 = 15
-    assert [(d["step"], d["days"]) for d in doc["durations"]] == [
+    assert [(d["step"], d["days"]) for d in durations(doc)] == [
         ("review", 2),
         ("approve", 3),
         ("concluded", 15),
     ]
-    assert doc["total"] == {
+    assert total(doc) == {
         "days": 20,
         "calendar": "working",
         "limit_days": 20,
@@ -98,7 +105,7 @@ def test_concluded_a_day_late_is_not_within_limit() -> None:
     log = Log()
     _licence(log, conclude_at="2026-03-31T02:00:00Z")
     doc = fold_all(CaseHistory(), log.events)[MATTER]
-    assert doc["total"]["within_limit"] is False
+    assert total(doc)["within_limit"] is False
 
 
 @pytest.mark.parametrize(("as_of", "state"), [("2026-03-30", "open"), ("2026-03-31", "overdue")])
