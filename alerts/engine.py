@@ -78,6 +78,9 @@ def _reads(rule: Rule) -> frozenset[str]:
 
 @dataclass
 class EngineStats:
+    """Plain counters since the engine was created (not part of the snapshot); `ops/`
+    translates them into Prometheus metrics, so `alerts/` needs no metrics library."""
+
     processed: int = 0
     raised: int = 0
     escalated: int = 0
@@ -87,6 +90,10 @@ class EngineStats:
     outside_calendar: int = 0
     cards: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
+    processed_by_type: dict[str, int] = field(default_factory=dict)
+    emitted_by_rule_level: dict[tuple[str, str], int] = field(default_factory=dict)
+    suppressed_by_rule: dict[str, int] = field(default_factory=dict)
+    exceptions_by_rule: dict[str, int] = field(default_factory=dict)
 
 
 class Engine(MatchKinds):
@@ -120,6 +127,8 @@ class Engine(MatchKinds):
 
     def process(self, event: LoggedEvent, now: int) -> list[Emitted]:
         self.stats.processed += 1
+        by_type = self.stats.processed_by_type
+        by_type[event.type] = by_type.get(event.type, 0) + 1
         ts = parse_ts(event.occurred_at)
         self.state.watermark = max(self.state.watermark, min(ts, now))
         out = self._fire(self.state.watermark, strict=True, now=now)
@@ -167,6 +176,8 @@ class Engine(MatchKinds):
                 exc["when"], view, rule.params
             ):
                 self.stats.exceptions_applied += 1
+                by_rule = self.stats.exceptions_by_rule
+                by_rule[rule.id] = by_rule.get(rule.id, 0) + 1
                 return True
         return False
 
@@ -217,6 +228,8 @@ class Engine(MatchKinds):
             if want <= have:
                 if not repeat or rule.suppress_mode != "escalate_in_place" or have == 3:
                     self.stats.suppressed += 1
+                    by_rule = self.stats.suppressed_by_rule
+                    by_rule[rule.id] = by_rule.get(rule.id, 0) + 1
                     return []
                 want = have + 1
             level = LEVELS[want]
@@ -250,6 +263,8 @@ class Engine(MatchKinds):
             self.stats.escalated += 1
         self.stats.late += int(late)
         self.stats.by_rule[rule.id] = self.stats.by_rule.get(rule.id, 0) + 1
+        emitted = self.stats.emitted_by_rule_level
+        emitted[(rule.id, level)] = emitted.get((rule.id, level), 0) + 1
         return [Emitted(kind, stream, event_id, format_ts(ts), data)]
 
     def _close(self, stream: str) -> None:
