@@ -27,6 +27,7 @@ from ops.cli import (
 )
 from projections import registry
 from projections.base import Projection
+from projections.parallel import rebuild_parallel
 from projections.read_model import ReadModel, read_model_url
 from projections.roots import CheckResult, check_projection, publish_roots
 from projections.runner import ProjectionRunner
@@ -72,6 +73,13 @@ def _select(names: tuple[str, ...]) -> list[Projection]:
     default=None,
     help="Read-model URL (default: the ledger's PostgreSQL database, or DIR/projections.db).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Processes for a plain rebuild (projections are grouped by cost, one group each).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def rebuild(
     *,
@@ -80,6 +88,7 @@ def rebuild(
     publish: bool,
     check: bool,
     model_url: str | None,
+    workers: int,
     as_json: bool,
 ) -> None:
     """Recompute read models from the log (integrity files, declarations, violations, …).
@@ -102,7 +111,13 @@ def rebuild(
                 total = log.max_position()
                 if not publish:
                     with progress_bar(total, "rebuild") as update:
-                        runner.rebuild(progress=update)
+                        rebuild_parallel(
+                            ledger.store.config,
+                            url,
+                            [p.name for p in chosen],
+                            workers=workers,
+                            progress=update,
+                        )
                 else:
                     behind = total - min((model.position(p.name) for p in chosen), default=total)
                     with progress_bar(behind, "catch up") as update:

@@ -118,6 +118,7 @@ class CaseHistory:
 
     name: ClassVar[str] = "case_history"
     version: ClassVar[int] = 2
+    cost: ClassVar[int] = 4  # folds most events: a group of its own in a parallel rebuild
     types: ClassVar[tuple[str, ...]] = ("matter.", "decision.collective_recorded")
     columns: ClassVar[tuple[tuple[str, str], ...]] = (
         ("matter_type", "text"),
