@@ -30,7 +30,7 @@ from ledger.ledger import Ledger
 from ledger.log_reader import LogReader
 from projections import registry
 from projections.parallel import rebuild_parallel
-from projections.read_model import ReadModel
+from projections.read_model import ReadModel, read_model_url
 from projections.runner import ProjectionRunner
 
 __all__ = ["run_projection_bench"]
@@ -90,11 +90,8 @@ def run_projection_bench(
     with Ledger.open(ledger_dir) as ledger:
         log("bench: raw notification-log read (eventsourcing select_notifications)…")
         events, raw_s = _raw_read(ledger)
-        url = model_url or (
-            ledger.config.store_url
-            if ledger.store.dialect == "postgres"
-            else f"sqlite:///{ledger_dir / 'bench-projections.db'}"
-        )
+        # the ledger's own read model, which `neikong official show` / `case show` then use
+        url = model_url or read_model_url(ledger_dir, ledger.config.store_url)
         projections = registry.all_projections()
         reader = LogReader(ledger.store.config)
         model = ReadModel(url)
