@@ -1,5 +1,12 @@
 """The match kinds of the engine (DOMAIN.md §5.1): predicate, threshold, value_count, sequence,
-absence and escalation, each a handler `_on_<kind>(rule, key, view, ts)` over the keyed state.
+absence, aggregate_outlier and escalation, each a handler `_on_<kind>(rule, key, view, ts)` over
+the keyed state.
+
+Predicate and sequence rules MAY give levels a `when` condition: the warning takes the first
+level whose `when` holds for the triggering event (a level without `when` always holds).
+An absence rule with `rearm: true` treats an event that fulfils the pending absence and also
+matches `start` as the start of the next period (recurring obligations: R19, R23); its
+`within: {deadline: NAME}` takes the deadline date from a named deadline function.
 
 A mixin of `alerts.engine.Engine` (split out to keep each module small); the guarantees are
 the engine's. Keyed state per kind (JSON values, snapshotted with the log position):
@@ -7,6 +14,8 @@ the engine's. Keyed state per kind (JSON values, snapshotted with the log positi
 - threshold / value_count: `[[ts, event_id, value], …]` inside the rule's window (event time);
 - sequence: up to 32 partial matches `{step, ts, ids, bound}`; a `cancel` event drops them;
 - absence: `{start, dues, fired, roles}`; its timers sit in the engine's heap;
+- aggregate_outlier: `"group|<values>" -> [[ts, event_id, official, value], …]` inside the
+  window (see `alerts.outlier`);
 - escalation: see `alerts.escalation`.
 """
 
@@ -17,6 +26,8 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from alerts.calendar import DAY_S, extend_due
+from alerts.outlier import outlier_verdict
+from alerts.predicates import DEADLINES, evaluate
 from alerts.rules import Rule, parse_ratio
 from alerts.timers import Limit, Timer, level_due
 from alerts.view import MISSING
@@ -79,12 +90,88 @@ class MatchKinds:
             level_step: int = 0,
         ) -> list[Emitted]: ...
 
+    @staticmethod
+    def _level_step(
+        rule: Rule, view: Mapping[str, Any], bound: Mapping[str, Any] | None = None
+    ) -> int:
+        """The first level whose `when` holds for the triggering event (no `when`: always)."""
+        for step, spec in enumerate(rule.levels):
+            if "when" not in spec or evaluate(spec["when"], view, rule.params, bound):
+                return step
+        return 0
+
+    # -- per-key history (match.history) -------------------------------------------------
+
+    def with_history(self, rule: Rule, key: str, view: dict[str, Any], ts: int) -> dict[str, Any]:
+        """`view` plus `history`: the earlier events of `key` the rule keeps (oldest first,
+        inside `history.window`), for facts to read; `view` itself if the rule keeps none."""
+        spec = rule.match.get("history")
+        if not spec:
+            return view
+        kept = self.state.rules.get(f"{rule.id}#history", {}).get(key, [])
+        window = spec.get("window")
+        if window is not None and kept:
+            cutoff = ts - int(rule.value(window)["days"]) * DAY_S
+            kept = [h for h in kept if h["ts"] > cutoff]
+        return {**view, "history": kept}
+
+    def remember(self, rule: Rule, key: str, view: Mapping[str, Any], ts: int) -> None:
+        """Keep `view` in `key`'s history when it matches `history` (at most `max` events,
+        the latest); forget the key after an event matching one of `history.drop`."""
+        spec = rule.match.get("history")
+        if not spec:
+            return
+        store = self.state.rules.setdefault(f"{rule.id}#history", {})
+        if self._matches(rule, spec, view):
+            slim = {k: view[k] for k in ("type", "event_id", "occurred_at", "actor", "data")}
+            slim["ts"], slim["seq"] = ts, view.get("position", 0)
+            store[key] = [*store.get(key, []), slim][-int(rule.value(spec["max"])) :]
+        if key in store and any(self._matches(rule, d, view) for d in spec.get("drop", [])):
+            del store[key]
+
     def _on_predicate(
         self, rule: Rule, key: str, view: Mapping[str, Any], ts: int
     ) -> list[Emitted]:
         if not self._matches(rule, rule.match["trigger"], view):
             return []
-        return self._trigger(rule, key, view, ts, triggers=[view["event_id"]])
+        return self._trigger(
+            rule,
+            key,
+            view,
+            ts,
+            triggers=[view["event_id"]],
+            level_step=self._level_step(rule, view),
+        )
+
+    def _on_aggregate_outlier(
+        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int
+    ) -> list[Emitted]:
+        """Per peer group, the cases of the window; the event's official compared with peers."""
+        m = rule.match
+        if not self._matches(rule, m["trigger"], view):
+            return []
+        official, value = get(view, m["subject"]), get(view, m["value"])
+        group = [get(view, path) for path in m["group"]]
+        if not isinstance(official, str) or not isinstance(value, str | int):
+            return []
+        if any(g is MISSING or isinstance(g, dict | list) for g in group):
+            return []
+        gkey = "group|" + "|".join(str(g) for g in group)
+        cutoff = ts - int(rule.value(m["window"])["days"]) * DAY_S
+        keys = self._keys(rule)
+        cases = [c for c in keys.get(gkey, []) if c[0] > cutoff]
+        cases.append([ts, view["event_id"], official, str(value)])
+        keys[gkey] = cases
+        hits = outlier_verdict(
+            cases,
+            official,
+            min_cases=int(rule.value(m["min_cases"])),
+            min_peers=int(rule.value(m["min_peers"])),
+            sigmas=parse_ratio(rule.value(m["sigmas"])),
+        )
+        if hits is None:
+            return []
+        return self._trigger(rule, key, view, ts, triggers=hits)
 
     def _window_hits(
         self, rule: Rule, key: str, view: Mapping[str, Any], ts: int, value: Any
@@ -136,7 +223,10 @@ class MatchKinds:
                 self._bind(steps[partial["step"] - 1], view, partial["bound"])
                 if partial["step"] == len(steps):
                     partials.remove(partial)
-                    out += self._trigger(rule, key, view, ts, triggers=partial["ids"])
+                    step = self._level_step(rule, view, partial["bound"])
+                    out += self._trigger(
+                        rule, key, view, ts, triggers=partial["ids"], level_step=step
+                    )
         if not out and self._matches(rule, steps[0], view):
             partial = {"step": 1, "ts": ts, "ids": [view["event_id"]], "bound": {}}
             self._bind(steps[0], view, partial["bound"])
@@ -159,6 +249,9 @@ class MatchKinds:
         if "until" in within:
             value = get(view, within["until"])
             return Limit.until(date.fromisoformat(value)) if isinstance(value, str) else None
+        if "deadline" in within:
+            day = DEADLINES[within["deadline"]](view, rule.params)
+            return Limit.until(day) if day is not None else None
         if "param" in within:
             table = rule.params[within["param"]]
             if "by" in within:
@@ -172,15 +265,25 @@ class MatchKinds:
         keys = self._keys(rule)
         pending = keys.get(key)
         if pending is not None:
-            if any(self._matches(rule, s, view) for s in [*m["expect"], *m.get("cancel", [])]):
-                del keys[key]
+            if not any(self._matches(rule, s, view) for s in [*m["expect"], *m.get("cancel", [])]):
+                if any(self._matches(rule, s, view) for s in m.get("escalate") or []):
+                    return self._trigger(  # a level without `at`: raised by this event
+                        rule,
+                        key,
+                        view,
+                        ts,
+                        triggers=[pending["start"]["id"], view["event_id"]],
+                        level_step=len(rule.levels) - 1,
+                    )
+                extend = m.get("extend")
+                if extend and view["type"] in selector_types(extend):
+                    self._extend(rule, key, pending, view)
+                if rule.attribution["rule"] == "primary_responsibility":
+                    self._track_role(pending, view)
                 return []
-            extend = m.get("extend")
-            if extend and view["type"] in selector_types(extend):
-                self._extend(rule, key, pending, view)
-            if rule.attribution["rule"] == "primary_responsibility":
-                self._track_role(pending, view)
-            return []
+            del keys[key]
+            if not m.get("rearm"):
+                return []  # with `rearm`, an event that fulfils and starts opens the next period
         if not self._matches(rule, m["start"], view):
             return []
         try:
@@ -201,12 +304,15 @@ class MatchKinds:
         self._track_role(pending, view)
         keys[key] = pending
         for step, due in enumerate(dues):
-            self.timers.push(Timer(due, rule.id, key, step, view["event_id"]))
+            if due is not None:  # a level without `at` is raised by `escalate` events only
+                self.timers.push(Timer(due, rule.id, key, step, view["event_id"]))
         return []
 
-    def _dues(self, rule: Rule, limit: Limit, ts: int) -> list[int]:
+    def _dues(self, rule: Rule, limit: Limit, ts: int) -> list[int | None]:
         return [
-            level_due(
+            None
+            if "at" not in spec
+            else level_due(
                 ts,
                 limit,
                 fraction=parse_ratio(rule.value(spec["at"]["fraction"])),
@@ -225,12 +331,15 @@ class MatchKinds:
         if not isinstance(days, int) or kind not in ("working", "natural"):
             return
         try:
-            moved = [extend_due(due, days, kind, self.calendar) for due in pending["dues"]]
+            moved = [
+                None if due is None else extend_due(due, days, kind, self.calendar)
+                for due in pending["dues"]
+            ]
         except OutsideCalendar:
             self.stats.outside_calendar += 1
             return
         for step, due in enumerate(moved):
-            if step > pending["fired"]:
+            if step > pending["fired"] and due is not None:
                 pending["dues"][step] = due
                 self.timers.push(
                     Timer(pending["dues"][step], rule.id, key, step, pending["start"]["id"])

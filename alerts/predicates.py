@@ -21,16 +21,29 @@ Facts are the domain computations a rule needs, each a documented pure function 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import date
 from typing import Any
 
 from alerts.facts_enforcement import ENFORCEMENT_FACTS
-from alerts.facts_penalty import PENALTY_FACTS
+from alerts.facts_penalty import PENALTY_DEADLINES, PENALTY_FACTS
 from alerts.view import MISSING, View, as_decimal, field
 
-__all__ = ["FACTS", "MISSING", "Fact", "evaluate", "field", "resolve_value"]
+__all__ = [
+    "DEADLINES",
+    "FACTS",
+    "MISSING",
+    "Deadline",
+    "Fact",
+    "evaluate",
+    "field",
+    "resolve_value",
+]
 
 # A fact: a documented pure function of the event view and the rule's parameters.
 Fact = Callable[[View, Mapping[str, Any]], bool]
+# A deadline: the local date an absence that starts at this event must be fulfilled by
+# (`within: {deadline: NAME}`), or None when the event sets no deadline.
+Deadline = Callable[[View, Mapping[str, Any]], date | None]
 
 
 def _quota_increase(view: View, params: Mapping[str, Any]) -> bool:
@@ -64,6 +77,11 @@ FACTS: dict[str, Fact] = {
     "discretion_reason_missing": _discretion_reason_missing,
     **ENFORCEMENT_FACTS,  # grades 1–2 (alerts/facts_enforcement.py)
     **PENALTY_FACTS,  # grades 3–4 and cross (alerts/facts_penalty.py)
+}
+
+
+DEADLINES: dict[str, Deadline] = {
+    **PENALTY_DEADLINES,  # grades 3–4 and cross (alerts/facts_penalty.py)
 }
 
 
