@@ -37,6 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 from ledger.builder import build_body, new_event_id
 from ledger.envelope import b64
 from ledger.errors import Backpressure, NeikongError
+from ledger.guard import ALLOW, CommandGuard, GuardDecision
 from ledger.keys import Signer
 from ledger.transport import Transport
 from producers.outbox import Outbox, OutboxRow, Ticket
@@ -81,8 +82,10 @@ class Producer:
         outbox_limit: int = 100_000,
         background: bool = True,
         commit_timeout_s: float | None = None,
+        guard: CommandGuard | None = None,
     ) -> None:
         self.system = system
+        self.guard = guard
         self.signer = signer
         self.transport = transport
         self._rng = rng
@@ -109,6 +112,26 @@ class Producer:
         # Reproducible runs: time from the event, random bits from the seeded generator.
         moment = datetime.fromisoformat(occurred_at)
         return new_event_id(int(moment.timestamp() * 1000), self._rng.getrandbits(74))
+
+    def check(
+        self,
+        stream: str,
+        type: str,
+        *,
+        actor: Mapping[str, str],
+        data: Mapping[str, Any],
+        subject: Mapping[str, str] | None = None,
+    ) -> GuardDecision:
+        """May this step be taken now? Ask before `emit` (事中阻断).
+
+        Asks the `guard` given to the constructor (e.g. `alerts.guards.BlockingGuard`, which
+        records a denial in the ledger as `command.rejected`); without one every step is
+        allowed. `check` MUST NOT emit, sign or stamp anything itself, and `emit` does not
+        consult the guard: refusing a denied step is the calling system's decision.
+        """
+        if self.guard is None:
+            return ALLOW
+        return self.guard.check(stream, type, actor=actor, data=data, subject=subject)
 
     def emit(
         self,

@@ -102,7 +102,7 @@ class IntegrityFile:
             official = event.data.get("official")
             return (official,) if isinstance(official, str) else ()
         if event.type.startswith(_ROUTED_PREFIXES):
-            official = official_of(event)
+            official = official_of(event) or _attributed_official(event)
             return (official,) if official else ()
         return ()
 
@@ -117,15 +117,7 @@ class IntegrityFile:
         elif event.type.startswith(("warning.", "card.")):
             _warning_or_card(doc, event)
         elif event.type.startswith("command."):
-            doc["commands_rejected"].append(
-                {
-                    **event_ref(event),
-                    "type": event.type,
-                    "rule_id": event.data.get("rule_id"),
-                    "command": event.data.get("command"),
-                    "occurred_at": event.occurred_at,
-                }
-            )
+            _command(doc, event)
         return doc
 
     def index(self, key: str, doc: Doc) -> dict[str, str | int | None]:
@@ -295,6 +287,33 @@ def _pii_read(doc: Doc, event: LoggedEvent) -> None:
     )
 
 
+def _attributed_official(event: LoggedEvent) -> str | None:
+    """The official a detector warning is attributed to (`data.attributed.official`)."""
+    attributed = event.data.get("attributed") if event.type.startswith("warning.") else None
+    official = attributed.get("official") if isinstance(attributed, dict) else None
+    return official if isinstance(official, str) else None
+
+
+def _command(doc: Doc, event: LoggedEvent) -> None:
+    """A step the blocking guard refused (事中阻断), as `command.rejected` records it."""
+    d = event.data
+    rule_ids = list(d.get("rule_ids") or ([d["rule_id"]] if d.get("rule_id") else []))
+    refused: dict[str, Any] = d["refused"] if isinstance(d.get("refused"), dict) else {}
+    doc["commands_rejected"].append(
+        {
+            **event_ref(event),
+            "type": event.type,
+            "rule_id": rule_ids[0] if rule_ids else None,
+            "rule_ids": rule_ids,
+            "matter": d.get("matter"),
+            "command": d.get("command") or refused.get("type"),
+            "step": refused.get("step"),
+            "reason_code": d.get("reason_code"),
+            "occurred_at": event.occurred_at,
+        }
+    )
+
+
 def _warning_or_card(doc: Doc, event: LoggedEvent) -> None:
     section = "cards" if event.type.startswith("card.") else "warnings"
     entry = _by_stream(doc[section], event.stream, events=0, first_position=event.position)
@@ -302,7 +321,8 @@ def _warning_or_card(doc: Doc, event: LoggedEvent) -> None:
     entry["events"] += 1
     entry["state"] = event.type.split(".", 1)[1]
     entry["updated_at"] = event.occurred_at
-    for field in ("rule_id", "rule_version", "level", "color", "grade", "veto_flag"):
+    fields = ("rule_id", "rule_version", "level", "color", "grade", "veto", "veto_flag")
+    for field in (*fields, "assessment_year", "warning_ref", "rectify_by", "reason"):
         if field in d:
             entry[field] = d[field]
 

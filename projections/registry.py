@@ -13,10 +13,19 @@ from projections.declarations import Declarations
 from projections.integrity_file import IntegrityFile
 from projections.unit_stats import UnitStats
 from projections.violations import Violations
+from projections.warnings import Cards, Warnings
 
 __all__ = ["all_projections"]
 
 
 def all_projections() -> list[Projection]:
     """A fresh instance of every registered projection, in a stable order."""
-    return [IntegrityFile(), Declarations(), Violations(), CaseHistory(), UnitStats()]
+    return [
+        IntegrityFile(),
+        Declarations(),
+        Violations(),
+        CaseHistory(),
+        UnitStats(),
+        Warnings(),
+        Cards(),
+    ]
