@@ -533,6 +533,7 @@ from ops import cli_pii as _cli_pii  # noqa: E402, F401
 from ops import cli_projections as _cli_projections  # noqa: E402, F401
 from ops import cli_registers as _cli_registers  # noqa: E402, F401
 from ops import cli_rules as _cli_rules  # noqa: E402, F401
+from ops import cli_serve as _cli_serve  # noqa: E402, F401
 from ops import cli_simulate as _cli_simulate  # noqa: E402, F401
 from ops import cli_witness as _cli_witness  # noqa: E402, F401
 

@@ -2,7 +2,10 @@
 
 Registered on `ops.cli.main`. Follows the ledger from the snapshot in DIR/detector.db, appends
 warnings signed by the detector key, and snapshots after every pass. The clock is the wall
-clock. Exit codes: 0 ok, 2 usage, 3 operational error (no ledger, unreadable snapshot, …).
+clock. Serves the detector metrics (DOMAIN.md §5.2) on 127.0.0.1:`--metrics-port` (default
+the `neikong-detector` port of `ops.metrics.DEFAULT_METRICS_PORTS`; 0 = off; `--once` never
+serves). Exit codes: 0 ok, 2 usage, 3 operational error (no ledger, unreadable snapshot, port
+taken, …).
 """
 
 from __future__ import annotations
@@ -10,17 +13,35 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any, TypeVar
 
 import click
+from prometheus_client import CollectorRegistry
 
 from alerts.detector import Detector, DetectorRun
 from alerts.rules import RULES_DIR, load_ruleset
 from alerts.state import open_snapshots
 from ops.cli import EXIT_CODES_HELP, _open, ledger_option, main
+from ops.detector_metrics import DetectorMetrics
+from ops.metrics import DEFAULT_METRICS_PORTS, MetricsServer, NeikongMetrics, serve_metrics
 
-__all__: list[str] = []
+__all__: list[str] = ["metrics_port_option"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def metrics_port_option(job: str) -> Callable[[F], F]:
+    """`--metrics-port` of a long-running command: default the job's port, 0 = off."""
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        default=DEFAULT_METRICS_PORTS[job],
+        show_default=True,
+        help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: off).",
+    )
 
 
 def _line(run: DetectorRun, elapsed: float) -> str:
@@ -49,6 +70,7 @@ def _line(run: DetectorRun, elapsed: float) -> str:
     help="Rules directory (default: the packaged alerts/rules).",
 )
 @click.option("--reset", is_flag=True, help="Drop the snapshot and replay the whole log.")
+@metrics_port_option("neikong-detector")
 def detect(  # noqa: PLR0917 - one parameter per click option
     ledger_dir: Path | None,
     once: bool,
@@ -56,6 +78,7 @@ def detect(  # noqa: PLR0917 - one parameter per click option
     region: str | None,
     rules_dir: Path | None,
     reset: bool,
+    metrics_port: int,
 ) -> None:
     """Run the streaming detector: rules over the ledger, warnings appended back as events."""
     ruleset = load_ruleset(rules_dir or RULES_DIR, region)
@@ -64,8 +87,15 @@ def detect(  # noqa: PLR0917 - one parameter per click option
             snapshots = open_snapshots(ledger.config.store_url, ledger.directory)
             snapshots.reset()
             snapshots.close()
+        started = time.monotonic()
         detector = Detector(ledger, ruleset)
+        registry = CollectorRegistry()
+        metrics = DetectorMetrics(detector, NeikongMetrics(registry))
+        server: MetricsServer | None = None
         try:
+            if metrics_port and not once:
+                server = serve_metrics(registry, "127.0.0.1", metrics_port)
+                click.echo(f"metrics on http://127.0.0.1:{server.port}/metrics", err=True)
             click.echo(
                 f"detecting on {ledger.directory} with rule set {ruleset.ruleset_hash[:12]}…"
                 f" ({len(ruleset.rules)} rules) from position {detector.position + 1}",
@@ -79,12 +109,21 @@ def detect(  # noqa: PLR0917 - one parameter per click option
 
                 signal.signal(signal.SIGTERM, _stop)
                 signal.signal(signal.SIGINT, _stop)
+            first = True
             while True:
-                started = time.monotonic()
-                run = detector.run_once(int(time.time()))
+                now = int(time.time())
+                metrics.before_pass(now)
+                run = detector.run_once(now)
+                metrics.after_pass()
+                if first:
+                    metrics.restored(time.monotonic() - started)
+                    first = False
                 if once or run.events or run.emitted:
                     click.echo(_line(run, time.monotonic() - started))
                 if once or stop.wait(interval):
                     return
+                started = time.monotonic()
         finally:
+            if server is not None:
+                server.close()
             detector.close()

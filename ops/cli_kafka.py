@@ -6,6 +6,7 @@ for every command: 0 ok, 2 usage, 3 operational error (broker unreachable, no le
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -17,11 +18,13 @@ from typing import Any
 
 import click
 import yaml
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from ledger.appender import Appender
 from ops.cli import EXIT_CODES_HELP, _emit_json, _open, ledger_option, main
+from ops.cli_detect import metrics_port_option
 from ops.ingest import Ingester, IngestMetrics, IngestSettings, KafkaDeadLetters, producer_gaps
+from ops.metrics import NeikongMetrics, serve_metrics
 from producers.kafka_source import KafkaRecordSource
 from producers.kafka_transport import KafkaTransport, TopicSpec, ensure_topics
 
@@ -140,7 +143,7 @@ def init_topics(config: Path | None, bootstrap: str, **options: Any) -> None:
 @click.option("--topic", default=DEFAULT_TOPIC, show_default=True)
 @click.option("--group", required=True, help="Consumer group shared by every ingest process.")
 @click.option("--dead-letter-topic", default=None, help="Default: TOPIC.dead-letters.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, help="Prometheus.")
+@metrics_port_option("neikong-ingest")
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics bind."
 )
@@ -184,7 +187,7 @@ def ingest(  # noqa: PLR0917 - one parameter per click option
     topic: str,
     group: str,
     dead_letter_topic: str | None,
-    metrics_port: int | None,
+    metrics_port: int,
     metrics_host: str,
     workers: int | None,
     batch_size: int,
@@ -213,9 +216,10 @@ def ingest(  # noqa: PLR0917 - one parameter per click option
     signal.signal(signal.SIGINT, on_signal)
     workers = (os.cpu_count() or 1) if workers is None else workers
     registry = CollectorRegistry()
-    if metrics_port is not None:
-        start_http_server(metrics_port, addr=metrics_host, registry=registry)
-    with _open(ledger_dir) as ledger:
+    server = serve_metrics(registry, metrics_host, metrics_port) if metrics_port else None
+    with _open(ledger_dir) as ledger, contextlib.ExitStack() as cleanup:
+        if server is not None:
+            cleanup.callback(server.close)
         config = ledger.config.append_config(workers, source=f"kafka:{topic}")
         if gap_timeout is not None:
             config = replace(config, gap_timeout_s=gap_timeout)
@@ -240,6 +244,7 @@ def ingest(  # noqa: PLR0917 - one parameter per click option
                 appender,
                 source,
                 metrics=IngestMetrics(registry),
+                ledger_metrics=NeikongMetrics(registry),
                 dead_letters=KafkaDeadLetters(dlq),
                 settings=IngestSettings(batch_size=batch_size, idle_exit_s=idle_exit),
                 stop=stop,

@@ -14,6 +14,8 @@ Guarantees:
 - Gaps: every `gap_check_every_s` the parked records older than the ledger's gap timeout are
   reported once per gap as a `producer_gap` warning naming the missing range (log line,
   metric, `Ingester.gaps`).
+- With `ledger_metrics`, each durable batch also moves the ledger families of DOMAIN.md §5.2
+  (`ops.ledger_metrics.record_batch`) beside the `neikong_ingest_*` ones.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from ledger.appender import Appender, Outcome
 from ledger.errors import NeikongError
 from ledger.reasons import ReasonCode
 from ledger.transport import RecordSource
+from ops.ledger_metrics import record_batch
+from ops.metrics import NeikongMetrics
 from producers.kafka_source import Origin
 from producers.kafka_transport import KafkaTransport
 
@@ -274,8 +278,10 @@ class Ingester:
         stop: threading.Event | None = None,
         stop_when: Callable[[IngestStats], bool] | None = None,
         progress: Callable[[int], None] | None = None,
+        ledger_metrics: NeikongMetrics | None = None,
     ) -> None:
         self.appender = appender
+        self.ledger_metrics = ledger_metrics
         self.source = source
         self.metrics = metrics
         self.dead_letters = dead_letters
@@ -356,6 +362,8 @@ class Ingester:
                 origin = origins[i] if i < len(origins) else None
                 self.dead_letters.send(bytes(records[i]), reason, o.detail, origin)
             self.dead_letters.flush()
+        if self.ledger_metrics is not None:
+            record_batch(self.ledger_metrics, outcomes, records, time.perf_counter() - polled_at)
         self.source.commit(len(records))
         stats.batches += 1
         position = self.appender.store.max_position()

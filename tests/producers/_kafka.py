@@ -173,6 +173,8 @@ def start_ingest(
                 group,
                 "--session-timeout-ms",
                 "6000",
+                "--metrics-port",
+                "0",  # several ingesters run at once; the default port fits one per host
                 *extra,
             ],
             cwd=REPO,
