@@ -38,9 +38,16 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 Calendar = WorkCalendar
 
 
+_DAYS: dict[str, int] = {}  # "YYYY-MM-DD" -> days since the epoch (parse_ts's cache)
+
+
 def parse_ts(text: str) -> int:
     """`YYYY-MM-DDTHH:MM:SS[.ffffff]Z` -> epoch seconds (fractions dropped)."""
-    day = date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal() - _EPOCH_ORDINAL
+    day = _DAYS.get(text[:10])
+    if day is None:
+        day = date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal() - _EPOCH_ORDINAL
+        if len(_DAYS) < 100_000:
+            _DAYS[text[:10]] = day
     return day * DAY_S + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
 
 
