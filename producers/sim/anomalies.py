@@ -138,6 +138,8 @@ class SimAnomalies:
         if not applicable:
             return None
         share = self.rate / len(applicable)
+        if not self.kinds:  # the common case: one shared rate
+            return applicable[int(u / share)] if u < self.rate else None
         ordered = [k for k in applicable if k in self.kinds] + [
             k for k in applicable if k not in self.kinds
         ]

@@ -141,13 +141,15 @@ class Engine:
         heap = self._heap
         pop, push = heapq.heappop, heapq.heappush
         emitted = 0
+        now = self.now
         while emitted < events and heap:
             t, serial, items, i = pop(heap)
-            self.now = max(self.now, t)
+            if t > now:
+                now = self.now = t
             _, kind, payload = items[i]
             if i + 1 < len(items):
                 nxt = items[i + 1][0]
-                push(heap, (nxt if nxt > self.now else self.now, serial, items, i + 1))
+                push(heap, (nxt if nxt > now else now, serial, items, i + 1))
             if kind == EVENT:
                 emitted += 1
                 yield payload
@@ -171,5 +173,8 @@ def make_event(  # noqa: PLR0917 - positional on the hot path
     refs: tuple[str, ...] = (),
 ) -> SimEvent:
     return SimEvent(
-        system, stream, type_, actor, subject, data, utc_stamp(t), pii or {}, ref_key, refs
+        system, stream, type_, actor, subject, data, utc_stamp(t), pii or _NO_PII, ref_key, refs
     )
+
+
+_NO_PII: dict[str, Any] = {}  # shared and never mutated

@@ -94,8 +94,7 @@ def plan_month(eng: Engine, tp: Taxpayer, period: str, t: int) -> None:
     burden = tp.burden * rng.uniform(0.9, 1.1)
     if low:
         burden = tp.industry.warning_ratio * rng.uniform(0.4, 0.65)
-    t2 = t + rng.randint(60, 3600)
-    t2 = eng.office_at(t2, 0)
+    t2 = eng.office_at(t, 60 + 1800 * rng.random())
     plan.event(
         t2,
         make_event(
@@ -181,5 +180,6 @@ def plan_month(eng: Engine, tp: Taxpayer, period: str, t: int) -> None:
             when = eng.office_at(when, rng.uniform(*gap) * OFFICE_DAY)
             streams.append(plan_matter(eng, tp, "invoice_quota_change", when, ""))
         plan.label(when, eng.label(kind, subject, manager.id, when, tuple(s for s in streams if s)))
-    plan.items.sort(key=lambda item: item[0])
+    if len(plan.items) > 2:
+        plan.items.sort(key=lambda item: item[0])
     eng.schedule(plan)

@@ -14,7 +14,6 @@ An injected anomaly changes exactly the facts its kind names and adds a label.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ledger.flows import FlowStep, PowerFlow
@@ -101,36 +100,35 @@ def money(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
 
 
-@dataclass
 class _Cast:
-    handler: Official
-    reviewer: Official
-    approver: Official
-    investigator: Official
-    case_reviewer: Official
-    legal_reviewer: Official
+    """Who acts in each role of one matter: one official per role, drawn when first needed."""
+
+    def __init__(
+        self, eng: Engine, bureau: Bureau, unit: Unit, flow: PowerFlow, tp: Taxpayer
+    ) -> None:
+        self._eng, self._bureau, self._unit, self._flow = eng, bureau, unit, flow
+        rng = eng.rng
+        if unit.kind == "branch" and rng.random() < 0.6:
+            self.handler = eng.world.officials[tp.manager]
+        else:
+            self.handler = rng.choice(unit.by_role("handler"))
+        self._chosen: dict[str, Official] = {"handler": self.handler}
+        self.approver = self.for_role("approver")
 
     def for_role(self, role: str) -> Official:
-        return getattr(self, role)  # type: ignore[no-any-return]
-
-
-def _cast(eng: Engine, bureau: Bureau, unit: Unit, flow: PowerFlow, tp: Taxpayer) -> _Cast:
-    rng = eng.rng
-    officials = eng.world.officials
-    handlers = unit.by_role("handler")
-    if unit.kind == "branch" and rng.random() < 0.6:
-        handler = officials[tp.manager]
-    else:
-        handler = rng.choice(handlers)
-    reviewers = unit.by_role("reviewer") or unit.by_role("case_reviewer")
-    return _Cast(
-        handler,
-        rng.choice(reviewers),
-        rng.choice(eng.world.approvers(bureau, unit, flow.approval_level)),
-        rng.choice(bureau.inspection.by_role("investigator")),
-        rng.choice(bureau.inspection.by_role("case_reviewer")),
-        rng.choice(bureau.legal.by_role("legal_reviewer")),
-    )
+        found = self._chosen.get(role)
+        if found is None:
+            bureau, unit = self._bureau, self._unit
+            if role == "approver":
+                pool = self._eng.world.approvers(bureau, unit, self._flow.approval_level)
+            elif role == "reviewer":
+                pool = unit.by_role("reviewer") or unit.by_role("case_reviewer")
+            elif role == "legal_reviewer":
+                pool = bureau.legal.by_role(role)
+            else:
+                pool = bureau.inspection.by_role(role) or unit.by_role(role)
+            found = self._chosen[role] = self._eng.rng.choice(pool)
+        return found
 
 
 def _applicable(
@@ -234,7 +232,7 @@ def plan_matter(
         if matter_type in ("penalty", "inspection")
         else (eng.world.units[tp.unit])
     )
-    cast = _cast(eng, bureau, unit, flow, tp)
+    cast = _Cast(eng, bureau, unit, flow, tp)
     limit = flow.time_limit
     if limit.days == 0 and clock.office(t0) % OFFICE_DAY > OFFICE_DAY - 3600:
         t0 = eng.office_at(t0, 3600 + rng.uniform(0, 3600))  # same-day matters: next morning

@@ -2,7 +2,7 @@
 and yearly duties, driving the planners of the other modules.
 
 Volumes [A] per taxpayer and month: one invoice-usage and one tax-burden report, about half a
-matter. Per official and year: 0.2 appointments, one training or talk, 0.25 complaints, 0.2
+matter. Per official and year: 0.2 appointments, one training or talk, 0.25 complaints, 0.3
 violations; per reportable official 0.5 personal matters observed in registries. The office is
 sized from the run's length (one taxpayer per 40 events, at least 300), so a run covers about
 half a year of office life whatever its size, and always at least a month.
@@ -35,7 +35,7 @@ OFFICIAL_RATES = {  # per official and year
     "appointment": 0.2,
     "routine": 1.2,
     "complaint": 0.25,
-    "violation": 0.2,
+    "violation": 0.3,
     "observed": 0.5,  # reportable officials only
 }
 

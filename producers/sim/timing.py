@@ -26,19 +26,19 @@ OFFICE_DAY = 9 * 3600  # 08:30–17:30
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
-_MINUTES: dict[int, str] = {}
+_DAYS: dict[int, str] = {}
 _DATES: dict[int, str] = {}
 
 
 def utc_stamp(t: int) -> str:
     """`YYYY-MM-DDTHH:MM:SSZ` of epoch seconds `t`."""
-    minute, second = divmod(t, 60)
-    prefix = _MINUTES.get(minute)
+    day, sec = divmod(t, DAY)
+    prefix = _DAYS.get(day)
     if prefix is None:
-        if len(_MINUTES) > 200_000:
-            _MINUTES.clear()
-        prefix = _MINUTES[minute] = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(t))
-    return f"{prefix}{second:02d}Z"
+        prefix = _DAYS[day] = time.strftime("%Y-%m-%dT", time.gmtime(t))
+    hour, sec = divmod(sec, 3600)
+    minute, sec = divmod(sec, 60)
+    return f"{prefix}{hour:02d}:{minute:02d}:{sec:02d}Z"
 
 
 def cst_date(t: int) -> str:

@@ -84,9 +84,14 @@ class Unit:
     kind: str  # leadership | branch | inspection | legal | personnel | discipline | audit | office
     zh: str
     members: list[Official] = field(default_factory=list)
+    _roles: dict[str, list[Official]] = field(default_factory=dict)
 
     def by_role(self, role: str) -> list[Official]:
-        return [o for o in self.members if o.role == role]
+        """Members acting in `role` (members and roles are fixed once the world is built)."""
+        found = self._roles.get(role)
+        if found is None:
+            found = self._roles[role] = [o for o in self.members if o.role == role]
+        return found
 
 
 @dataclass
@@ -217,8 +222,12 @@ class World:
     def approvers(self, bureau: Bureau, unit: Unit, level: int) -> list[Official]:
         if level >= 3:
             return bureau.leadership[:4]  # the head and the business deputies
-        pool = [o for o in unit.members if o.role == "approver" and o.level == level]
-        return pool or [o for o in unit.members if o.role == "approver"]
+        key = f"approver@{level}"
+        pool = unit._roles.get(key)
+        if pool is None:
+            pool = [o for o in unit.by_role("approver") if o.level == level]
+            pool = unit._roles[key] = pool or unit.by_role("approver")
+        return pool
 
     @property
     def reportable(self) -> list[Official]:

@@ -227,10 +227,10 @@ RUNS: dict[str, int] = {
     "discretion_outlier": 3000,
     "frequent_quota_increase": 6000,
     "incompetent_votes": 3000,
-    "initial_report_missing": 10000,
+    "initial_report_missing": 14000,
     "integrity_file_stale": 6000,
     "invoice_surge_ignored": 6000,
-    "low_tax_burden_ignored": 3000,
+    "low_tax_burden_ignored": 6000,
     "penalty_case_overdue": 6000,
     "rectification_overdue": 4000,
 }
@@ -437,7 +437,7 @@ def _check(kind: str, label: Label, s: dict[str, list[dict[str, Any]]]) -> None:
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_forced_kind_is_labelled_with_its_evidence(kind: str) -> None:
-    sims, labels = _run(21, RUNS.get(kind, 1500), anomalies=SimAnomalies.only(kind))
+    sims, labels = _run(21, RUNS.get(kind, 5000), anomalies=SimAnomalies.only(kind))
     assert labels, f"{kind}: no label"
     assert {lb.kind for lb in labels} == {kind}
     streams = _streams(sims)
