@@ -12,6 +12,9 @@ Figures (keys of the JSON object):
 Ratios: ingest_vs_raw_verify, verify_vs_raw_verify, ingest_vs_raw_append.
 Projection figures (raw_read_per_s, rebuild_per_s, rebuild_vs_raw_read, official_show_ms,
 case_show_ms): see ops/projection_bench.py.
+Detector figures (detector_per_s, detector_precision_min, detector_recall_min, detector_p99_ms,
+timer_p99_ms, the per-rule table `detector_quality`, …): see ops/detector_bench.py; on their
+own with `neikong bench --only detector`.
 """
 
 from __future__ import annotations
@@ -38,12 +41,15 @@ from ledger.ledger import Ledger
 from ledger.log_bench import run_log_bench
 from ledger.store import RecordedEvent, RecordTranscoder
 from ledger.transport import InProcessChannel
+from ops.detector_bench import run_detector_bench
 from ops.pipeline import emit_simulated, enrol_demo_producers
 from ops.projection_bench import run_projection_bench
 from producers.producer import Producer
 from producers.simulator import SYSTEMS, simulate
 
-__all__ = ["run_bench"]
+__all__ = ["DETECTOR_EVENTS", "run_bench"]
+
+DETECTOR_EVENTS = 50_000  # the detector's labelled run: at most this many events
 
 
 class _PlainApp(Application[uuid.UUID]):
@@ -171,6 +177,9 @@ def run_bench(
         bundle_figures = bundle_bench(scratch)
         log("bench: projections (raw read vs rebuild, integrity file and case loads)…")
         projection_figures = run_projection_bench(scratch / "ledger", log=log)
+        detector_figures = run_detector_bench(
+            scratch, events=min(events, DETECTOR_EVENTS), workers=workers, log=log
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {
@@ -188,4 +197,5 @@ def run_bench(
         **log_figures,
         **bundle_figures,
         **projection_figures,
+        **detector_figures,
     }

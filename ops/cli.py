@@ -488,22 +488,50 @@ def demo(
     "--kafka", metavar="HOST:PORT", default=None, help="Also measure through this Kafka broker."
 )
 @click.option("--json", "as_json", is_flag=True, help="One flat JSON object.")
+@click.option(
+    "--only",
+    type=click.Choice(["detector"]),
+    default=None,
+    help="Run one part alone: `detector` (speed, latency, precision/recall on a labelled "
+    "simulated run of min(--events, 50000) events).",
+)
 def bench(
-    events: int, workers: int | None, work_dir: Path | None, kafka: str | None, as_json: bool
+    events: int,
+    workers: int | None,
+    work_dir: Path | None,
+    kafka: str | None,
+    as_json: bool,
+    only: str | None,
 ) -> None:
     """Measure baselines and the ledger's ingest and verify rates on this machine.
 
     With --kafka, also raw kafka-python produce+consume, the SDK's emit rate with its durable
     outbox, and producer -> Kafka -> ingest -> ledger end to end (against the in-process ingest
-    rate of the same run).
+    rate of the same run). The detector's figures (engine rate against the raw log read,
+    precision and recall per rule, append-to-warning and timer latency) are part of every run,
+    or alone with --only detector.
     """
-    from ops.bench import run_bench
+    from ops.bench import DETECTOR_EVENTS, run_bench
 
     def log(message: str) -> None:
         click.echo(message, err=True)
 
-    figures = run_bench(events=events, workers=workers, work_dir=work_dir, log=log)
-    if kafka is not None:
+    if only == "detector":
+        import shutil
+        import tempfile
+
+        from ops.detector_bench import run_detector_bench
+
+        scratch = Path(tempfile.mkdtemp(prefix="neikong-bench-", dir=work_dir))
+        try:
+            figures = run_detector_bench(
+                scratch, events=min(events, DETECTOR_EVENTS), workers=workers or 1, log=log
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    else:
+        figures = run_bench(events=events, workers=workers, work_dir=work_dir, log=log)
+    if kafka is not None and only is None:
         from ops.kafka_bench import run_kafka_bench
 
         figures.update(
@@ -519,8 +547,14 @@ def bench(
     if as_json:
         click.echo(json.dumps(figures, sort_keys=True))
     else:
+        quality = figures.pop("detector_quality", None)
         for key, value in figures.items():
             click.echo(f"{key:<28} {value}")
+        if quality:
+            from ops.detector_bench import quality_lines
+
+            for line in quality_lines(quality):
+                click.echo(line)
 
 
 # Command groups that live in their own modules register themselves on `main`.
@@ -535,6 +569,7 @@ from ops import cli_registers as _cli_registers  # noqa: E402, F401
 from ops import cli_rules as _cli_rules  # noqa: E402, F401
 from ops import cli_serve as _cli_serve  # noqa: E402, F401
 from ops import cli_simulate as _cli_simulate  # noqa: E402, F401
+from ops import cli_warnings as _cli_warnings  # noqa: E402, F401
 from ops import cli_witness as _cli_witness  # noqa: E402, F401
 
 __all__ = ["main", "progress_bar"]

@@ -1,0 +1,219 @@
+"""`neikong bench`: the detector's speed, latency and detection quality (issue 6 item 7).
+
+On a labelled simulated ledger (`ops.pipeline.run_simulation`, anomalies on, labels.jsonl
+beside the ledger), in one run:
+
+- raw_detector_read_per_s  every event read by position (`LogReader.by_position`) and decoded
+                           (`projections.base.decode_record`): the baseline.
+- detector_per_s           the engine alone (`Engine.process` + a final `advance`) over the
+                           decoded log with every loaded rule, on one core (the calling
+                           thread); nothing is appended. Its clock is event time: `now` is the
+                           highest `occurred_at` seen, as for a detector that keeps up live, so
+                           absence timers fire (not late) as event time passes their due time.
+                           The engine's warnings are fed straight back to it as logged events
+                           (the escalation rule R24 reads them), as the live detector does.
+                           Median of `repeats` runs, each from a fresh engine.
+- detector_vs_raw_read     detector_per_s / raw_detector_read_per_s.
+- detector_precision_min, detector_recall_min, detector_quality: the warnings of the first
+                           engine run scored against labels.jsonl (see `ops.detector_quality`
+                           for the exact matching), per rule and per anomaly kind.
+- detector_p99_ms, timer_p99_ms: see `ops.detector_latency`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from alerts.calendar import default_calendar, parse_ts
+from alerts.detector import DETECTOR_ACTOR
+from alerts.engine import Engine
+from alerts.rules import RULES_DIR, RuleSet, load_ruleset
+from alerts.warnings import Emitted
+from ledger.ledger import SERVICES, Ledger
+from ledger.log_reader import LogReader
+from ops.detector_latency import pipeline_latency, timer_latency
+from ops.detector_quality import Quality, score
+from ops.pipeline import LABELS_FILE, enrol_demo_producers, run_simulation
+from producers.simulator import SimAnomalies
+from projections.base import LoggedEvent, decode_record
+
+__all__ = [
+    "engine_pass",
+    "quality_lines",
+    "quality_of",
+    "read_log",
+    "run_detector_bench",
+    "simulated_ledger",
+]
+
+WARNING_TYPES = frozenset({"warning.raised", "warning.escalated"})
+
+
+def simulated_ledger(
+    directory: Path, *, events: int, seed: int, anomaly_rate: float, workers: int
+) -> Path:
+    """Create a ledger in `directory` holding a simulated run with labels; return it."""
+    ledger = Ledger.init(directory)
+    try:
+        signers = enrol_demo_producers(ledger)
+        run_simulation(
+            ledger,
+            signers,
+            events=events,
+            seed=seed,
+            workers=workers,
+            anomalies=SimAnomalies(rate=anomaly_rate),
+        )
+    finally:
+        ledger.close()
+    return directory
+
+
+def read_log(directory: Path) -> tuple[list[LoggedEvent], float]:
+    """Every event of the ledger, decoded in log order, and the seconds it took."""
+    with Ledger.open(directory) as ledger:
+        reader = LogReader(ledger.store.config)
+        try:
+            started = time.perf_counter()
+            head = reader.max_position()
+            events = [decode_record(p, r) for p, _, _, r in reader.by_position(1, head + 1)]
+            return events, time.perf_counter() - started
+        finally:
+            reader.close()
+
+
+def _logged(item: Emitted) -> LoggedEvent:
+    return LoggedEvent(
+        0,
+        item.event_id,
+        item.stream,
+        0,
+        item.type,
+        item.occurred_at,
+        SERVICES["detector"].system,
+        DETECTOR_ACTOR,
+        item.subject or {},
+        item.data,
+        {},
+    )
+
+
+def engine_pass(ruleset: RuleSet, events: list[LoggedEvent]) -> tuple[list[Emitted], float]:
+    """Run a fresh engine over `events` on event time; return its output and the seconds."""
+    engine = Engine(ruleset, default_calendar())
+    out: list[Emitted] = []
+    now = 0
+    started = time.perf_counter()
+    for event in events:
+        now = max(now, parse_ts(event.occurred_at))
+        emitted = engine.process(event, now)
+        while emitted:  # the live detector reads its own warnings back from the log
+            out += emitted
+            emitted = [e for item in emitted for e in engine.process(_logged(item), now)]
+    emitted = engine.advance(now)
+    while emitted:
+        out += emitted
+        emitted = [e for item in emitted for e in engine.process(_logged(item), now)]
+    return out, time.perf_counter() - started
+
+
+def _labels(directory: Path) -> list[dict[str, Any]]:
+    path = directory / LABELS_FILE
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def quality_of(ruleset: RuleSet, out: list[Emitted], directory: Path) -> Quality:
+    warnings = [(e.data["rule_id"], e.data["key"]) for e in out if e.type in WARNING_TYPES]
+    return score(warnings, _labels(directory), [r.id for r in ruleset])
+
+
+def run_detector_bench(
+    work_dir: Path,
+    *,
+    events: int = 50_000,
+    seed: int = 17,
+    anomaly_rate: float = 0.05,
+    workers: int = 1,
+    repeats: int = 3,
+    rules_dir: Path = RULES_DIR,
+    latency_events: int = 20_000,
+    timers: int = 200,
+    tick_s: float = 0.25,
+    timer_lead_s: int = 2,
+    timer_spread_s: int = 4,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Measure in `work_dir` (a scratch directory the caller removes)."""
+    ruleset = load_ruleset(rules_dir)
+    directory = work_dir / "detector-ledger"
+    log(f"bench: simulating {events} labelled events for the detector (not timed)…")
+    simulated_ledger(
+        directory, events=events, seed=seed, anomaly_rate=anomaly_rate, workers=workers
+    )
+    log("bench: raw log read (LogReader + decode)…")
+    reads = [read_log(directory) for _ in range(repeats)]
+    logged = reads[0][0]
+    read_s = statistics.median(s for _, s in reads)
+    log(f"bench: detector engine with {len(ruleset.rules)} rules on one core…")
+    runs = [engine_pass(ruleset, logged) for _ in range(repeats)]
+    out = runs[0][0]
+    engine_s = statistics.median(s for _, s in runs)
+    quality = quality_of(ruleset, out, directory)
+    log("bench: detector latency in the embedded pipeline…")
+    latency = pipeline_latency(
+        work_dir / "latency-ledger", ruleset, events=latency_events, seed=seed, log=log
+    )
+    log("bench: absence-timer latency on the wall clock…")
+    timer_figures = timer_latency(
+        work_dir / "timer-ledger",
+        ruleset,
+        timers=timers,
+        tick_s=tick_s,
+        lead_s=timer_lead_s,
+        spread_s=timer_spread_s,
+        log=log,
+    )
+    read_rate = len(logged) / read_s
+    rate = len(logged) / engine_s
+    return {
+        "detector_events": len(logged),
+        "detector_rules": len(ruleset.rules),
+        "raw_detector_read_per_s": round(read_rate),
+        "detector_per_s": round(rate),
+        "detector_vs_raw_read": round(rate / read_rate, 3),
+        "detector_warnings": sum(e.type == "warning.raised" for e in out),
+        "detector_precision_min": quality.precision_min,
+        "detector_recall_min": quality.recall_min,
+        "detector_quality": quality.as_json(),
+        **latency,
+        **timer_figures,
+    }
+
+
+def quality_lines(quality: dict[str, Any]) -> list[str]:
+    """The per-rule and per-kind tables of `detector_quality`, as text lines."""
+
+    def fmt(value: Any) -> str:
+        return "-" if value is None else str(value)
+
+    lines = [f"{'rule':<44} {'warn':>5} {'tp':>5} {'fp':>5} {'labels':>6} {'fn':>5} prec   recall"]
+    for rule, row in quality["per_rule"].items():
+        lines.append(
+            f"{rule:<44} {row['warnings']:>5} {row['tp']:>5} {row['fp']:>5} {row['labels']:>6}"
+            f" {row['fn']:>5} {fmt(row['precision']):<6} {fmt(row['recall'])}"
+        )
+    lines.append(f"{'anomaly kind':<44} {'labels':>6} {'primary':>8} {'any':>5} recall")
+    for kind, row in quality["per_kind"].items():
+        lines.append(
+            f"{kind:<44} {row['labels']:>6} {row['detected_primary']:>8}"
+            f" {row['detected_any']:>5} {fmt(row['recall_primary'])} ({row['primary']})"
+        )
+    for rule, count in quality["unloaded_rules_labels"].items():
+        lines.append(f"labels of a rule that is not loaded: {rule} x{count}")
+    return lines
