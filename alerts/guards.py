@@ -14,10 +14,12 @@ catalogue number it knows:
     R03  a major penalty decision (`major`, or the fine at or above the hearing threshold)
          without an approved `matter.legal_review_completed` before it
     R04  an approve/decide step by the official who accepted or reviewed the matter
-    R06  a step whose mandatory predecessors (per the flow) have not happened; conclusion
-         before every mandatory step
+    R06  a step taken before a mandatory step that precedes it in the flow (directly or
+         transitively) has happened; conclusion before every mandatory step
+    R12b a refund paid without a check step, or approved by the official who accepted it
     R14  a penalty decision with the fine at or above the hearing threshold (individual /
-         entity) and no `matter.penalty_notice_served` with `hearing_rights: true` before it
+         entity) and no `matter.penalty_notice_served` with `hearing_rights: true` before it;
+         (R14-hearing-not-held) a decision while a requested hearing has not been held
     R16  a penalty decision without a `case_review` step before it
 
 Thresholds are the rule's parameters when its file declares them under the names in
@@ -58,10 +60,14 @@ GUARD_ACTOR = {"official": "neikong-detector", "role": "detector"}
 
 # Parameter name -> value used when the rule file does not declare it (DOMAIN.md §1.3, §3).
 DEFAULTS: dict[str, Any] = {
-    "max_deciders": 2,  # R01: "decided by one or two people"
+    "max_few_deciders": 2,  # R01: "decided by one or two people"
     "quorum_fraction": "1/2",  # R01: attendance MUST exceed half the leadership team [A]
-    "hearing_threshold_individual": "2000.00",  # R03/R14: 听证 scope, 元
-    "hearing_threshold_entity": "10000.00",
+    "approval_steps": ["approve", "decide"],  # R02
+    "review_opinions": ["approved"],  # R03: legal-review opinions that clear a decision
+    "hearing_fine_individual": "2000.00",  # R03/R14: 听证 scope, 元
+    "hearing_fine_entity": "10000.00",
+    "check_steps": ["refund_check"],  # R12b
+    "paid_steps": ["refund_pay"],
 }
 
 _APPROVING = ("approve", "decide")
@@ -134,9 +140,7 @@ def _param(rule: Rule, name: str) -> Any:
 
 def _hearing_threshold(rule: Rule, m: MatterState) -> Fraction:
     kind = m.data.get("party_kind") or m.accepted.get("party_kind") or "individual"
-    return _money(
-        _param(rule, f"hearing_threshold_{'entity' if kind == 'entity' else 'individual'}")
-    )
+    return _money(_param(rule, f"hearing_fine_{'entity' if kind == 'entity' else 'individual'}"))
 
 
 # -- the checks: each returns a reason (denied) or None (allowed) -------------------------------
@@ -159,7 +163,7 @@ def _r01(rule: Rule, m: MatterState) -> str | None:
         return f"event {ref} is not a collective decision on {m.stream}"
     if d.get("outcome") != "approved":
         return f"the collective decision {ref} was {d.get('outcome')}, not approved"
-    if participants <= int(_param(rule, "max_deciders")):
+    if participants <= int(_param(rule, "max_few_deciders")):
         return f"decided by {participants} people (三重一大 needs a collective decision)"
     if participants <= Fraction(str(_param(rule, "quorum_fraction"))) * int(
         d.get("leadership_size", 0)
@@ -172,9 +176,10 @@ def _r02(rule: Rule, m: MatterState) -> str | None:
     flow = m.flow()
     if m.type != "matter.concluded" or flow is None or flow.approval_level <= 0:
         return None
-    if not any(flow.step(name) for name in _APPROVING):
+    approving = list(_param(rule, "approval_steps"))
+    if not any(flow.step(name) for name in approving):
         return None  # the flow's own decision step is its approval (e.g. penalty_decided)
-    levels = [int(e.data.get("level", 0)) for name, e in m.steps() if name in _APPROVING]
+    levels = [int(e.data.get("level", 0)) for name, e in m.steps() if name in approving]
     if any(level >= flow.approval_level for level in levels):
         return None
     best = max(levels, default=0)
@@ -191,8 +196,9 @@ def _r03(rule: Rule, m: MatterState) -> str | None:
     fine = _money(m.data.get("fine"))
     if not (m.major or fine >= _hearing_threshold(rule, m)):
         return None
+    opinions = list(_param(rule, "review_opinions"))
     reviewed = any(
-        name == "legal_review" and e.data.get("opinion") == "approved" for name, e in m.steps()
+        name == "legal_review" and e.data.get("opinion") in opinions for name, e in m.steps()
     )
     return (
         None if reviewed else "major penalty decision without an approved legal review (法制审核)"
@@ -222,12 +228,22 @@ def _r06(rule: Rule, m: MatterState) -> str | None:
     step = flow.step(m.step) if m.step else None
     if step is None:
         return None
-    missing = [
-        a
-        for a in step.after
-        if a not in done and (flow.step(a) is not None and flow.step(a).mandatory)  # type: ignore[union-attr]
-    ]
+    missing = [s for s in sorted(_before(flow, step.name)) if s not in done]
     return f"step {m.step} before mandatory steps {missing}" if missing else None
+
+
+def _before(flow: PowerFlow, name: str) -> set[str]:
+    """The mandatory steps that come before `name` in the flow, directly or transitively."""
+    seen: set[str] = set()
+    todo = list(s.after for s in flow.steps if s.name == name)
+    while todo:
+        for prev in todo.pop():
+            if prev not in seen:
+                seen.add(prev)
+                found = flow.step(prev)
+                if found is not None:
+                    todo.append(found.after)
+    return {s for s in seen if (found := flow.step(s)) is not None and found.mandatory}
 
 
 def _r14(rule: Rule, m: MatterState) -> str | None:
@@ -245,6 +261,28 @@ def _r14(rule: Rule, m: MatterState) -> str | None:
     return f"fine {fine} ≥ {threshold} without a notice of hearing rights (听证告知)"
 
 
+def _r14_hearing_not_held(rule: Rule, m: MatterState) -> str | None:
+    if not _is_penalty_decision(m):
+        return None
+    done = [name for name, _ in m.steps()]
+    if "hearing_requested" in done and "hearing_held" not in done:
+        return "penalty decision while the requested hearing has not been held (听证)"
+    return None
+
+
+def _r12_fast_track(rule: Rule, m: MatterState) -> str | None:
+    if m.step not in list(_param(rule, "paid_steps")):
+        return None
+    steps = m.steps()
+    checks = list(_param(rule, "check_steps"))
+    if not any(name in checks for name, _ in steps):
+        return f"refund paid without a check step {checks} (查实)"
+    approvers = {e.actor.get("official") for name, e in steps if name in _APPROVING}
+    if m.acceptor is not None and m.acceptor in approvers:
+        return f"{m.acceptor} accepted and approved this refund (分工制约)"
+    return None
+
+
 def _r16(rule: Rule, m: MatterState) -> str | None:
     if not _is_penalty_decision(m):
         return None
@@ -253,15 +291,30 @@ def _r16(rule: Rule, m: MatterState) -> str | None:
     return "penalty decision without case review (审理)"
 
 
-_CHECKS: dict[str, Callable[[Rule, MatterState], str | None]] = {
+Check = Callable[[Rule, MatterState], "str | None"]
+
+# By catalogue number; a rule id listed in _BY_ID (one catalogue row split into several rule
+# files) takes that entry instead, None meaning "not enforced here".
+_CHECKS: dict[str, Check] = {
     "R01": _r01,
     "R02": _r02,
     "R03": _r03,
     "R04": _r04,
     "R06": _r06,
+    "R12": _r12_fast_track,
     "R14": _r14,
     "R16": _r16,
 }
+_BY_ID: dict[str, Check | None] = {
+    "R12-refund-late": None,
+    "R14-hearing-not-held": _r14_hearing_not_held,
+}
+
+
+def _check_for(rule_id: str) -> Check | None:
+    if rule_id in _BY_ID:
+        return _BY_ID[rule_id]
+    return _CHECKS.get(rule_id[:3])
 
 
 def _reason_code(rule_id: str) -> str:
@@ -281,7 +334,9 @@ class BlockingGuard:
     def __init__(self, ledger: Ledger, ruleset: RuleSet) -> None:
         self.ledger = ledger
         self.ruleset = ruleset
-        self.rules = [(r, _CHECKS[r.id[:3]]) for r in ruleset if r.blocking and r.id[:3] in _CHECKS]
+        self.rules = [
+            (r, check) for r in ruleset if r.blocking and (check := _check_for(r.id)) is not None
+        ]
 
     def decide(
         self, stream: str, type: str, *, actor: Mapping[str, str], data: Mapping[str, Any]

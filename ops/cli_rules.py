@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from alerts.controls import control_for
 from alerts.errors import RuleError
 from alerts.fixtures import fixture_files, run_fixture
 from alerts.lint import lint_rules, write_lock
@@ -89,7 +90,8 @@ def rules_lint(rules_dir: Path | None, write: bool) -> None:
 @rules_dir_option
 @click.option("--region", help="Apply <rules>/overrides/<region>.yaml.")
 def rules_show(rules_dir: Path | None, region: str | None) -> None:
-    """Print the active rule set: hash, and each rule's id, version, grade and parameters."""
+    """Print the active rule set: hash, and each rule's id, version, grade, graded control
+    (分级防控 focus) and parameters."""
     ruleset = load_ruleset(rules_dir or RULES_DIR, region)
     _emit_json(
         {
@@ -102,6 +104,11 @@ def rules_show(rules_dir: Path | None, region: str | None) -> None:
                     "grade": r.grade,
                     "kind": r.kind,
                     "blocking": r.blocking,
+                    "control": {
+                        k: v
+                        for k, v in control_for(r.grade).as_json().items()
+                        if k in ("zh", "focus", "focus_zh")
+                    },
                     "semantics_hash": r.semantics_hash,
                     "params": dict(r.params),
                 }
