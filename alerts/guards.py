@@ -235,7 +235,7 @@ def _r06(rule: Rule, m: MatterState) -> str | None:
 def _before(flow: PowerFlow, name: str) -> set[str]:
     """The mandatory steps that come before `name` in the flow, directly or transitively."""
     seen: set[str] = set()
-    todo = list(s.after for s in flow.steps if s.name == name)
+    todo = [s.after for s in flow.steps if s.name == name]
     while todo:
         for prev in todo.pop():
             if prev not in seen:

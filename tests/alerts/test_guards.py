@@ -226,7 +226,8 @@ def test_r01_major_decision_needs_a_collective_decision_on_file(ledger_dir, rule
     rid = "R01-major-matter-few-deciders"
     decide = {"step": "decide", "outcome": "approved", "level": 4}
     denied = _check(ledger_dir, rules, rid, "matter.step_completed", decide)
-    assert denied.rule_ids == (rid,) and "decision_ref" in denied.reasons[0]
+    assert denied.rule_ids == (rid,)
+    assert "decision_ref" in denied.reasons[0]
     record = {
         "meeting": "bureau_office",
         "topic": "major_matter",
@@ -244,7 +245,8 @@ def test_r01_major_decision_needs_a_collective_decision_on_file(ledger_dir, rule
     denied = _check(
         ledger_dir, rules, rid, "matter.step_completed", {**decide, "decision_ref": few}
     )
-    assert denied.rule_ids == (rid,) and "2 people" in denied.reasons[0]
+    assert denied.rule_ids == (rid,)
+    assert "2 people" in denied.reasons[0]
     quorum = m.add(
         "decision.collective_recorded",
         {**record, "participants": ["4403-00001", "4403-00002", "4403-00003"]},
@@ -442,5 +444,5 @@ def test_producer_check_asks_the_guard_and_emits_nothing(ledger_dir, rules) -> N
         assert free.check(M, "matter.penalty_decided", actor=APPROVER, data=small) == ALLOW
     assert channel.poll(10, 0.0) == []  # check never publishes
     assert GuardDecision(True).as_json() == {"allowed": True, "rule_ids": [], "reasons": []}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a denial names its rules"):
         GuardDecision(False)
