@@ -72,6 +72,8 @@ def _reads(rule: Rule) -> frozenset[str]:
     m = rule.match
     selectors = [m.get("trigger"), m.get("start"), m.get("extend"), {"event": m.get("over", [])}]
     selectors += [*m.get("expect", []), *m.get("cancel", []), *m.get("steps", [])]
+    selectors += [m.get("history"), *(m.get("history") or {}).get("drop", [])]
+    selectors += m.get("escalate", [])
     types = {t for s in selectors if s and s.get("event") for t in selector_types(s)}
     return frozenset(types | {"warning.closed"})
 
@@ -142,13 +144,12 @@ class Engine(MatchKinds):
                 and self.state.rules[rule.id]
             ):
                 continue  # neither a selector's type, nor a possible role for a pending absence
-            key = self._key(rule, view)
-            if key is None:
-                continue
-            if self.state.late:
-                out += self._flush_late(rule, key)
-            handler = getattr(self, f"_on_{rule.kind}")
-            out += handler(rule, key, view, ts)
+            for key in self._key(rule, view):
+                if self.state.late:
+                    out += self._flush_late(rule, key)
+                handler = getattr(self, f"_on_{rule.kind}")
+                out += handler(rule, key, self.with_history(rule, key, view, ts), ts)
+                self.remember(rule, key, view, ts)
         return out
 
     def advance(self, now: int) -> list[Emitted]:
@@ -160,11 +161,18 @@ class Engine(MatchKinds):
 
     # -- keys, exceptions, attribution -----------------------------------------------------
 
-    def _key(self, rule: Rule, view: Mapping[str, Any]) -> str | None:
-        values = [get(view, path) for path in rule.match["key"]]
-        if any(v is MISSING or v is None or isinstance(v, dict | list) for v in values):
-            return None
-        return "|".join(str(v) for v in values)
+    def _key(self, rule: Rule, view: Mapping[str, Any]) -> list[str]:
+        """The keys of `view` for `rule`: `match.key_for[type]` or `match.key` paths; a path
+        holding a list of scalars fans the event out to one key per element (none if empty)."""
+        paths = (rule.match.get("key_for") or {}).get(view["type"], rule.match["key"])
+        combos: list[tuple[str, ...]] = [()]
+        for path in paths:
+            v = get(view, path)
+            parts = v if isinstance(v, list) else [v]
+            if any(p is MISSING or p is None or isinstance(p, dict | list) for p in parts):
+                return []
+            combos = [(*c, str(p)) for c in combos for p in dict.fromkeys(parts)]
+        return ["|".join(c) for c in combos]
 
     def _keys(self, rule: Rule) -> dict[str, Any]:
         return self.state.rules.setdefault(rule.id, {})

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from alerts.calendar import default_calendar
 from alerts.detector import Detector
 from alerts.engine import Engine
-from alerts.rules import load_ruleset
+from alerts.rules import RuleSet, load_ruleset
 from ledger.envelope import HEADER_LEN
 from ledger.ledger import Ledger
 from ledger.log_reader import LogReader
@@ -49,6 +49,12 @@ def _inputs(directory: Path) -> Script:
     return script
 
 
+def _core_rules() -> RuleSet:
+    """The rules these tests are about (R04, R05, R24): other rules would add warnings."""
+    full = load_ruleset()
+    return full.only([r.id for r in full if r.id.split("-")[0] in ("R04", "R05", "R24")])
+
+
 def _bodies(directory: Path) -> list[dict]:
     return [orjson.loads(b) for b in detector_bodies(directory)]
 
@@ -57,7 +63,7 @@ def test_warnings_are_ledger_events_signed_by_the_detector(tmp_path: Path) -> No
     directory = make_ledger(tmp_path / "l")
     _inputs(directory)
     with Ledger.open(directory) as ledger:
-        det = Detector(ledger, load_ruleset())
+        det = Detector(ledger, _core_rules())
         run = det.run_once(ts(2))
         det.close()
     assert run.appended == 1
@@ -83,7 +89,7 @@ def test_replaying_the_same_log_gives_byte_identical_warnings(tmp_path: Path) ->
     for directory in dirs:
         script = _inputs(directory)
         with Ledger.open(directory) as ledger:
-            det = Detector(ledger, load_ruleset())
+            det = Detector(ledger, _core_rules())
             det.run_once(ts(2))
             script.append(
                 directory, M2, "matter.concluded", at(10), {"outcome": "granted", "final_seq": 2}
@@ -110,7 +116,7 @@ def test_replaying_the_same_log_gives_byte_identical_warnings(tmp_path: Path) ->
         reader = LogReader(ledger.store.config)
         replays = []
         for _ in range(2):
-            engine = Engine(load_ruleset(), default_calendar())
+            engine = Engine(_core_rules(), default_calendar())
             out = []
             for position, _, _, record in reader.by_position(1, reader.max_position() + 1):
                 event = decode_record(position, record)
@@ -129,7 +135,7 @@ def test_restart_fires_timers_due_during_downtime_once_and_late(tmp_path: Path) 
     script.append(directory, M1, "matter.accepted", at(0), {"matter_type": "licence"})
     script.append(directory, M2, "matter.accepted", at(0), {"matter_type": "licence"})
     with Ledger.open(directory) as ledger:
-        det = Detector(ledger, load_ruleset())
+        det = Detector(ledger, _core_rules())
         assert det.run_once(ts(1)).appended == 0
         assert det.engine.next_due() is not None  # pending timers, snapshotted
         position = det.position
@@ -137,7 +143,7 @@ def test_restart_fires_timers_due_during_downtime_once_and_late(tmp_path: Path) 
     # down from day 1 to day 45; M2 concludes on day 25 (after its yellow, before orange)
     script.append(directory, M2, "matter.concluded", at(25), {"outcome": "granted", "final_seq": 2})
     with Ledger.open(directory) as ledger:
-        det = Detector(ledger, load_ruleset())
+        det = Detector(ledger, _core_rules())
         assert det.position == position > 0  # resumed from the snapshot, not from zero
         run = det.run_once(ts(45))
         det.close()
@@ -157,7 +163,7 @@ def test_timers_fire_on_time_while_running(tmp_path: Path) -> None:
     Script().append(directory, M1, "matter.accepted", at(0), {"matter_type": "licence"})
     yellow_due = ts(22, 15)  # 24:00 CST of 2026-01-27 (16th working day)
     with Ledger.open(directory) as ledger:
-        det = Detector(ledger, load_ruleset())
+        det = Detector(ledger, _core_rules())
         assert det.run_once(yellow_due - 1).appended == 0
         assert det.run_once(yellow_due + 5).appended == 1
         assert det.run_once(yellow_due + 10).appended == 0
@@ -170,14 +176,14 @@ def test_lost_snapshot_replays_without_duplicating_warnings(tmp_path: Path) -> N
     directory = make_ledger(tmp_path / "l")
     _inputs(directory)
     with Ledger.open(directory) as ledger:
-        det = Detector(ledger, load_ruleset())
+        det = Detector(ledger, _core_rules())
         det.run_once(ts(60))
         det.close()
     before = detector_bodies(directory)
     assert len(before) == 8  # R04 orange, three late R05 reds, and R24's four cards
     (directory / "detector.db").unlink()  # as if it crashed after appending, before the snapshot
     with Ledger.open(directory) as ledger:
-        det = Detector(ledger, load_ruleset())
+        det = Detector(ledger, _core_rules())
         assert det.position == 0
         run = det.run_once(ts(60))
         det.close()
@@ -190,7 +196,7 @@ def test_a_closed_warning_lets_a_new_trigger_open_a_new_one(tmp_path: Path) -> N
     directory = make_ledger(tmp_path / "l")
     script = _inputs(directory)
     with Ledger.open(directory) as ledger:
-        det = Detector(ledger, load_ruleset())
+        det = Detector(ledger, _core_rules())
         det.run_once(ts(2))
         (raised,) = detector_rows(directory)
         ledger.append_as(
@@ -250,13 +256,13 @@ def test_snapshot_and_resume_on_every_backend(tmp_path: Path, store_url: str) ->
     script = Script()
     script.append(directory, M1, "matter.accepted", at(0), {"matter_type": "licence"})
     with Ledger.open(directory) as ledger:
-        det = Detector(ledger, load_ruleset())
+        det = Detector(ledger, _core_rules())
         assert det.run_once(ts(1)).appended == 0
         position = det.position
         det.close()
     assert (directory / "detector.db").exists() == store_url.startswith("sqlite")
     with Ledger.open(directory) as ledger:
-        det = Detector(ledger, load_ruleset())
+        det = Detector(ledger, _core_rules())
         assert det.position == position
         run = det.run_once(ts(23, 1))  # 10 h after yellow fell due, with nobody running: late
         det.close()
@@ -279,7 +285,7 @@ def test_the_warning_lifecycle_is_schema_checked_ledger_events(tmp_path: Path) -
     _inputs(directory)
     supervisor = {"official": "4403-00900", "role": "supervisor", "unit": "4403-01"}
     with Ledger.open(directory) as ledger:
-        det = Detector(ledger, load_ruleset())
+        det = Detector(ledger, _core_rules())
         det.run_once(ts(2))
         (raised,) = _bodies(directory)
         ref, stream = raised["event_id"], raised["stream"]
