@@ -155,10 +155,11 @@ class Service:
         self._stop = threading.Event()
         self._closed = False
         self.channel = InProcessChannel()
+        self.ingest_metrics = IngestMetrics(registry)
         self.ingester = Ingester(
             ledger.appender(),
             self.channel,
-            metrics=IngestMetrics(registry),
+            metrics=self.ingest_metrics,
             ledger_metrics=self.metrics,
             settings=IngestSettings(poll_timeout_s=0.0, idle_exit_s=0.0),
         )
@@ -208,6 +209,7 @@ class Service:
             self._restore_started = None
         if run.appended:  # the detector's own events feed the registers too
             projected += self.runner.catch_up()
+        self.ingest_metrics.position.set(self.ledger.store.max_position())
         if time.monotonic() - self._gauges_at >= self.settings.gauges_every_s:
             as_of = (datetime.fromtimestamp(clock, UTC) + _CST).date().isoformat()
             self.gauges.update(as_of)
