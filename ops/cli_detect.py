@@ -13,10 +13,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
 
 import click
 from prometheus_client import CollectorRegistry
@@ -25,23 +23,11 @@ from alerts.detector import Detector, DetectorRun
 from alerts.rules import RULES_DIR, load_ruleset
 from alerts.state import open_snapshots
 from ops.cli import EXIT_CODES_HELP, _open, ledger_option, main
+from ops.cli_options import metrics_port_option
 from ops.detector_metrics import DetectorMetrics
-from ops.metrics import DEFAULT_METRICS_PORTS, MetricsServer, NeikongMetrics, serve_metrics
+from ops.metrics import MetricsServer, NeikongMetrics, serve_metrics
 
-__all__: list[str] = ["metrics_port_option"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def metrics_port_option(job: str) -> Callable[[F], F]:
-    """`--metrics-port` of a long-running command: default the job's port, 0 = off."""
-    return click.option(
-        "--metrics-port",
-        type=click.IntRange(0, 65535),
-        default=DEFAULT_METRICS_PORTS[job],
-        show_default=True,
-        help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: off).",
-    )
+__all__: list[str] = []
 
 
 def _line(run: DetectorRun, elapsed: float) -> str:

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from ledger.appender import Appender
 from ops.cli import EXIT_CODES_HELP, _emit_json, _open, ledger_option, main
-from ops.cli_detect import metrics_port_option
+from ops.cli_options import metrics_port_option
 from ops.ingest import Ingester, IngestMetrics, IngestSettings, KafkaDeadLetters, producer_gaps
 from ops.metrics import NeikongMetrics, serve_metrics
 from producers.kafka_source import KafkaRecordSource

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from alerts.rules import RULES_DIR, load_ruleset
 from ledger.ledger import CONFIG_FILE, Ledger
 from ops.cli import EXIT_CODES_HELP, _dir, ledger_option, main
-from ops.cli_detect import metrics_port_option
+from ops.cli_options import metrics_port_option
 from ops.metrics import MetricsServer, serve_metrics
 from ops.service import Service, ServiceSettings, SimulationSettings
 from producers.simulator import SimAnomalies

@@ -395,3 +395,14 @@ class socket_port:
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+def test_serve_help_documents_its_options_and_exit_codes() -> None:
+    from click.testing import CliRunner
+
+    from ops.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0, result.output
+    for text in ("--simulate", "--metrics-port", "--sim-start", "9643", "Exit codes: 0"):
+        assert text in result.output
