@@ -446,3 +446,26 @@ def test_producer_check_asks_the_guard_and_emits_nothing(ledger_dir, rules) -> N
     assert GuardDecision(True).as_json() == {"allowed": True, "rule_ids": [], "reasons": []}
     with pytest.raises(ValueError, match="a denial names its rules"):
         GuardDecision(False)
+
+
+def test_the_producer_guide_check_example_runs(tmp_path: Path) -> None:
+    """docs/producer-guide.md's `Producer.check` example, run against a scratch ledger."""
+    import re
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "producer-guide.md").read_text("utf-8")
+    (source,) = [b for b in re.findall(r"```python\n(.*?)```", guide, re.S) if ".check(" in b]
+    with Ledger.init(tmp_path / "ledger") as ledger:
+        scope = KeyScope("4403-fapiao", ("matter/4403-fp/",), ("matter.*",))
+        ledger.enrol_key("4403-fapiao", "producer", scope)
+        directory = ledger.directory
+    namespace: dict[str, Any] = {}
+    source = source.replace('Path("neikong-data")', f"Path({str(directory)!r})")
+    exec(compile(source, "producer-guide.md", "exec"), namespace)
+    decision = namespace["decision"]
+    assert not decision.allowed
+    assert "R04-same-person-handles-and-approves" in decision.rule_ids
+    (rejected,) = _rejections(directory)
+    assert rejected["data"]["rule_ids"] == list(decision.rule_ids)
+    assert [r.type for r in read_rows(directory / "ledger.db") if r.type.startswith("matter.")] == [
+        "matter.accepted"
+    ]
