@@ -31,6 +31,7 @@ from datetime import date
 from typing import Any
 
 from alerts.calendar import Calendar, format_ts, local_date, parse_ts
+from alerts.compiled import Getter, Pred, compile_condition, compile_path
 from alerts.escalation import CardCounter
 from alerts.matchers import MatchKinds, selector_types
 from alerts.predicates import evaluate
@@ -51,6 +52,7 @@ ROLE_BY_STEP = {
     "decide": "approver",
 }
 MAX_PARTIALS = 32
+MAX_COMPILED = 4096
 
 
 def event_view(event: LoggedEvent) -> dict[str, Any]:
@@ -115,9 +117,19 @@ class Engine(MatchKinds):
         self.stats = EngineStats()
         self.cards = CardCounter(self)
         self._reads: dict[str, frozenset[str]] = {}
+        self._follows: dict[str, bool] = {}
         for rule in ruleset:
             self.state.rules.setdefault(rule.id, {})
             self._reads[rule.id] = _reads(rule)
+            self._follows[rule.id] = (
+                rule.kind == "absence" and rule.attribution["rule"] == "primary_responsibility"
+            )
+        # Per-event dispatch, compiled once (rules depend on the rule set only): event type ->
+        # (rule, handler, follower) in rule-set order; (rule id, event type) -> key getters;
+        # id(selector) -> (selector, params, types, compiled `where`).
+        self._routes: dict[str, tuple[tuple[Rule, Any, bool], ...]] = {}
+        self._key_getters: dict[tuple[str, str], tuple[Getter, ...]] = {}
+        self._selectors: dict[int, tuple[Any, Any, frozenset[str], Pred]] = {}
 
     # -- public surface --------------------------------------------------------------------
 
@@ -137,20 +149,34 @@ class Engine(MatchKinds):
         view = event_view(event)
         if event.type == "warning.closed":
             self._close(event.stream)
-        for rule in self.ruleset:
-            if event.type not in self._reads[rule.id] and not (
-                rule.kind == "absence"
-                and rule.attribution["rule"] == "primary_responsibility"
-                and self.state.rules[rule.id]
-            ):
-                continue  # neither a selector's type, nor a possible role for a pending absence
+        late = self.state.late
+        for rule, handler, follower in self._route(event.type):
+            pending: Mapping[str, Any] = {}
+            if follower:  # not a selector's type: only a possible role for a pending absence
+                pending = self.state.rules[rule.id]
+                if not pending:
+                    continue
             for key in self._key(rule, view):
-                if self.state.late:
+                if late:
                     out += self._flush_late(rule, key)
-                handler = getattr(self, f"_on_{rule.kind}")
+                if follower and key not in pending:
+                    continue  # no absence pending for this key: nothing to track
                 out += handler(rule, key, self.with_history(rule, key, view, ts), ts)
                 self.remember(rule, key, view, ts)
         return out
+
+    def _route(self, event_type: str) -> tuple[tuple[Rule, Any, bool], ...]:
+        """The rules an event of `event_type` may concern, in rule-set order, with their
+        handler and whether they only follow it for a pending absence's roles."""
+        route = self._routes.get(event_type)
+        if route is None:
+            route = tuple(
+                (rule, getattr(self, f"_on_{rule.kind}"), event_type not in self._reads[rule.id])
+                for rule in self.ruleset
+                if event_type in self._reads[rule.id] or self._follows[rule.id]
+            )
+            self._routes[event_type] = route
+        return route
 
     def advance(self, now: int) -> list[Emitted]:
         out = self._fire(now, strict=False, now=now)
@@ -164,10 +190,20 @@ class Engine(MatchKinds):
     def _key(self, rule: Rule, view: Mapping[str, Any]) -> list[str]:
         """The keys of `view` for `rule`: `match.key_for[type]` or `match.key` paths; a path
         holding a list of scalars fans the event out to one key per element (none if empty)."""
-        paths = (rule.match.get("key_for") or {}).get(view["type"], rule.match["key"])
+        getters = self._key_getters.get((rule.id, view["type"]))
+        if getters is None:
+            paths = (rule.match.get("key_for") or {}).get(view["type"], rule.match["key"])
+            getters = tuple(compile_path(p) for p in paths)
+            self._key_getters[(rule.id, view["type"])] = getters
+        if len(getters) == 1:  # the common case: one path, one scalar
+            v = getters[0](view)
+            if not isinstance(v, list):
+                if v is MISSING or v is None or isinstance(v, dict):
+                    return []
+                return [str(v)]
         combos: list[tuple[str, ...]] = [()]
-        for path in paths:
-            v = get(view, path)
+        for getter in getters:
+            v = getter(view)
             parts = v if isinstance(v, list) else [v]
             if any(p is MISSING or p is None or isinstance(p, dict | list) for p in parts):
                 return []
@@ -284,6 +320,9 @@ class Engine(MatchKinds):
 
     def _fire(self, until: int, *, strict: bool, now: int) -> list[Emitted]:
         out: list[Emitted] = []
+        heap = self.timers.items
+        if not heap or heap[0][0] > until:
+            return out  # nothing due (the common case: checked before every event)
         for timer in self.timers.pop_due(until, strict):
             rule = self.ruleset.get(timer.rule_id)
             pending = self._keys(rule).get(timer.key)
@@ -349,9 +388,14 @@ class Engine(MatchKinds):
         view: Mapping[str, Any],
         bound: Mapping[str, Any] | None = None,
     ) -> bool:
-        return view["type"] in selector_types(selector) and evaluate(
-            selector.get("where"), view, rule.params, bound
-        )
+        entry = self._selectors.get(id(selector))
+        if entry is None or entry[0] is not selector or entry[1] is not rule.params:
+            if len(self._selectors) > MAX_COMPILED:
+                self._selectors.clear()  # selectors built per call: keep the cache bounded
+            where = compile_condition(selector.get("where"), rule.params)
+            entry = (selector, rule.params, frozenset(selector_types(selector)), where)
+            self._selectors[id(selector)] = entry
+        return view["type"] in entry[2] and entry[3](view, bound or {})
 
     def _trigger(
         self,
