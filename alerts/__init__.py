@@ -7,6 +7,8 @@ timers.py      durable absence timers on event time; calendar.py: working days
 escalation.py  R24 cards over attributed warnings
 state.py       keyed state and its snapshots (SQLite detector.db / PostgreSQL table)
 detector.py    the service: follow the log, append signed warnings, snapshot
-lifecycle.py   acknowledged -> rectification ordered -> rectified -> closed
+lifecycle.py   acknowledged -> rectification ordered -> rectified -> closed (transitions checked)
+controls.py    graded controls (分级防控): grade -> category, focus, action per level
+guards.py      blocking guards (事中阻断): BlockingGuard behind Producer.check, command.rejected
 fixtures.py    promtool-style rule fixtures (`neikong rules test`); lint.py: lock.json
 """

@@ -34,6 +34,12 @@ Guarantees:
   `command/<matter stream>`, signed with the ledger's detector key, with the refused actor as
   `subject.official` (so it appears in that official's integrity file). An allow appends
   nothing. The proposed event itself is never appended here.
+- Not wired into the simulated demo (`ops/pipeline.py`): the simulator injects labelled
+  anomalies on purpose so the detector can be measured against them, appends in batches (the
+  ledger lags the producer, so a check would judge a stale stream) and must stay reproducible
+  byte for byte, which random-id denials would break. A tax system wires it through
+  `Producer(..., guard=BlockingGuard(ledger, ruleset))` (docs/producer-guide.md). Cost measured
+  on a SQLite ledger: ~1 ms per allowed check, ~17 ms per denial (the signed append).
 - The detector key has one writer at a time (`Ledger.append_as`): run guards in the process
   that owns the detector key, or give them a ledger of their own process and retry on error.
 """
