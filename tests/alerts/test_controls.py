@@ -1,4 +1,4 @@
-"""Graded controls (分级防控): one per grade with an action for every level; `rules show` uses it."""
+"""Graded controls (分级防控): one per grade, an action per level; `rules show` uses it."""
 
 from __future__ import annotations
 
