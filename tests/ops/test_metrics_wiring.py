@@ -6,7 +6,9 @@ against numbers written into the test.
 
 from __future__ import annotations
 
+import functools
 import os
+import random
 import re
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.detector import Detector
-from alerts.rules import RULES_DIR, load_ruleset
+from alerts.rules import RULES_DIR, RuleSet, load_ruleset
 from ledger.builder import build_body
 from ledger.keys import Signer
 from ledger.ledger import Ledger
@@ -31,6 +33,7 @@ from ledger.reasons import ReasonCode
 from ops.detector_metrics import DetectorMetrics
 from ops.metrics import ALLOWED_LABELS, NeikongMetrics, serve_metrics
 from ops.service import Service, ServiceSettings, SimulationSettings
+from producers.producer import Producer
 from producers.simulator import SimAnomalies
 from projections.base import LoggedEvent, decode_record
 
@@ -62,11 +65,16 @@ def _samples(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, st
     }
 
 
-def _service(tmp_path: Path, registry: CollectorRegistry, rate: float = 400.0) -> Service:
+@functools.cache
+def _ruleset() -> RuleSet:
+    return load_ruleset(RULES_DIR)
+
+
+def _service(tmp_path: Path, registry: CollectorRegistry, rate: float = 800.0) -> Service:
     ledger = Ledger.init(tmp_path / "ledger")
     sim = SimulationSettings(rate=rate, anomalies=SimAnomalies(rate=0.05), seed=3, start=PAST)
     settings = ServiceSettings(interval_s=0.05, gauges_every_s=0.0, simulation=sim)
-    return Service(ledger, load_ruleset(RULES_DIR), registry, settings)
+    return Service(ledger, _ruleset(), registry, settings)
 
 
 @pytest.fixture
@@ -75,8 +83,8 @@ def served(tmp_path: Path) -> tuple[Service, CollectorRegistry, int]:
     registry = CollectorRegistry()
     service = _service(tmp_path, registry)
     enrolled = service.ledger.store.max_position()
-    for _ in range(4):
-        time.sleep(0.3)  # the feed publishes what its rate allows since the last pass
+    for _ in range(2):
+        time.sleep(0.25)  # the feed publishes what its rate allows since the last pass
         service.run_pass()
     yield service, registry, enrolled
     service.close()
@@ -159,7 +167,7 @@ def test_a_pass_without_input_moves_no_counter(
 def test_engine_counters_are_translated_once_by_rule(tmp_path: Path) -> None:
     ledger = Ledger.init(tmp_path / "ledger")
     try:
-        detector = Detector(ledger, load_ruleset(RULES_DIR))
+        detector = Detector(ledger, _ruleset())
         registry = CollectorRegistry()
         metrics = DetectorMetrics(detector, NeikongMetrics(registry))
         stats = detector.engine.stats
@@ -242,23 +250,49 @@ def test_integrity_failures_count_forks_from_the_ingest_loop(
     assert _value(registry, "neikong_ingest_records_rejected_total", reason="fork") == 1
 
 
+def _violation(producer: Producer, serial: int, grade: int, rectify_by: str) -> None:
+    stream = f"violation/2026-9{serial:05d}"
+    actor = {"official": "4403-00999", "role": "auditor", "unit": "4403-09"}
+    subject = {"official": f"4403-0{serial:04d}", "unit": "4403-01"}
+    at = "2026-09-01T02:00:00Z"
+    recorded = {"grade": grade, "error_code": "E1", "source": "audit", "found_on": "2026-09-01"}
+    producer.emit(
+        stream, "violation.recorded", actor=actor, data=recorded, occurred_at=at, subject=subject
+    )
+    ordered = {"rectify_by": rectify_by, "ordered_by": "4403-00999"}
+    producer.emit(
+        stream,
+        "violation.rectification_ordered",
+        actor=actor,
+        data=ordered,
+        occurred_at=at,
+        subject=subject,
+    )
+
+
 def test_business_gauges_count_the_registers(
     served: tuple[Service, CollectorRegistry, int],
 ) -> None:
     service, registry, _ = served
-    from ops.business_metrics import declarations_overdue, rectifications_overdue
+    from ops.business_metrics import rectifications_overdue
 
-    as_of = (datetime.now(UTC) + timedelta(hours=8)).date().isoformat()
-    rect = rectifications_overdue(service.model, as_of)
-    decl = declarations_overdue(service.model, as_of)
+    ledger = service.ledger
+    signer = Signer.from_file(ledger.key_path("4403-ducha"))
+    producer = Producer("4403-ducha", signer, service.channel, rng=random.Random(5))
+    today = (datetime.now(UTC) + timedelta(hours=8)).date()
+    before = {g: _value(registry, "neikong_rectifications_overdue", grade=g) for g in "1234"}
+    _violation(producer, 1, 2, (today - timedelta(days=3)).isoformat())  # overdue
+    _violation(producer, 2, 2, (today - timedelta(days=1)).isoformat())  # overdue
+    _violation(producer, 3, 4, (today - timedelta(days=1)).isoformat())  # overdue
+    _violation(producer, 4, 3, today.isoformat())  # due today: not overdue yet
     service.run_pass()
-    for grade, n in rect.items():
-        assert _value(registry, "neikong_rectifications_overdue", grade=grade) == n
-    for kind, n in decl.items():
-        assert _value(registry, "neikong_declarations_overdue", kind=kind) == n
-    # far in the future every ordered rectification and every open report is overdue
-    later = rectifications_overdue(service.model, "2099-01-01")
-    assert sum(later.values()) >= sum(rect.values())
+    added = {"1": 0, "2": 2, "3": 0, "4": 1}
+    for grade, n in added.items():
+        assert _value(registry, "neikong_rectifications_overdue", grade=grade) == before[grade] + n
+    tomorrow = (today + timedelta(days=1)).isoformat()
+    assert rectifications_overdue(service.model, tomorrow)["3"] == 1
+    for kind in ("annual", "change", "initial"):  # every kind is exported, 0 or more
+        assert registry.get_sample_value("neikong_declarations_overdue", {"kind": kind}) is not None
 
 
 # -- a real scrape ----------------------------------------------------------------------------
