@@ -115,6 +115,7 @@ def rebuild(
                             ledger.store.config,
                             url,
                             [p.name for p in chosen],
+                            projections=chosen,
                             workers=workers,
                             progress=update,
                         )

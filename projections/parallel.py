@@ -14,6 +14,7 @@ An in-memory read model cannot be shared between processes: it is rebuilt serial
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -40,8 +41,15 @@ def partition(projections: Sequence[Projection], workers: int) -> list[list[str]
     return [sorted(names) for _, names in groups if names]
 
 
-def _rebuild_group(store_url: str, model_url: str, names: list[str], batch: int) -> int:
-    chosen = [p for p in all_projections() if p.name in names]
+def _picklable(projections: Sequence[Projection]) -> bool:
+    try:
+        pickle.dumps(list(projections))
+    except Exception:  # local classes, lambdas: not importable by a spawned process
+        return False
+    return True
+
+
+def _rebuild_group(store_url: str, model_url: str, chosen: list[Projection], batch: int) -> int:
     log = LogReader(StoreConfig(store_url))
     model = ReadModel(model_url)
     try:
@@ -56,16 +64,19 @@ def rebuild_parallel(
     model_url: str,
     names: Sequence[str],
     *,
+    projections: Sequence[Projection] | None = None,
     workers: int = 2,
     batch: int = 20_000,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Rebuild the registered projections `names` from position 0 with `workers` processes.
+    """Rebuild the projections `names` (of `projections`, default: the registered ones) from
+    position 0 with `workers` processes. Projections that cannot be sent to another process
+    (not picklable, e.g. defined inside a function) are rebuilt in this one.
 
     Returns the log size reached (every rebuilt projection is tracked at it). `progress` gets
     the number of positions the slowest group advanced since the last call.
     """
-    registered = {p.name: p for p in all_projections()}
+    registered = {p.name: p for p in (all_projections() if projections is None else projections)}
     unknown = sorted(set(names) - set(registered))
     if unknown:
         raise NeikongError(f"no registered projection named {unknown}")
@@ -76,9 +87,15 @@ def rebuild_parallel(
         runner = ProjectionRunner(log, model, chosen)
         for p in chosen:
             model.reset(p)
-        if workers <= 1 or model_url.endswith(":memory:") or len(chosen) == 1:
+        if (
+            workers <= 1
+            or model_url.endswith(":memory:")
+            or len(chosen) == 1
+            or not _picklable(chosen)
+        ):
             return runner.catch_up(batch=batch, progress=progress)
-        groups = partition(chosen, workers)
+        by_name = {p.name: p for p in chosen}
+        groups = [[by_name[n] for n in group] for group in partition(chosen, workers)]
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(len(groups), mp_context=context) as pool:
             futures = [
@@ -89,7 +106,7 @@ def rebuild_parallel(
                 done, pending = wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
                 if progress is not None:
                     tracked = model.tracking()
-                    low = min(tracked.get(n, (0, 0))[1] for n in names)
+                    low = min(tracked.get(n, (0, 0))[1] for n in by_name)
                     if low > shown:
                         progress(low - shown)
                         shown = low
@@ -98,7 +115,7 @@ def rebuild_parallel(
                 time.sleep(0.05)
             for future in futures:
                 future.result()  # re-raise a worker's error here
-        return min(model.position(n) for n in names)
+        return min(model.position(n) for n in by_name)
     finally:
         model.close()
         log.close()
