@@ -16,8 +16,10 @@ Guarantees:
   the timer) to the durable append of the warning; the time the event waited in the ledger
   before that is `neikong_detector_lag_seconds` (event time of the ledger head minus event time
   of the last processed event, both capped at the wall clock, at the start of a pass).
-- Counts are per process: a restart replays from the snapshot, so warnings appended after the
-  last snapshot are counted again by the new process (the ledger itself holds them once).
+- What the detector appends (warnings raised/escalated by rule and level, cards by colour,
+  events by type) is counted when the append is durable, and only for events the ledger did
+  not hold: a restart that replays warnings already appended counts none of them again.
+  Engine counters (events processed, suppressed, exceptions, late timers) are per process.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ class MeteredSink(LedgerSink):
             m.ledger_events_appended.labels(event_type=item.type).inc()
             if item.type in _WARNING_TYPES:
                 grade = str(item.data.get("grade"))
+                m.detector_warnings_raised.labels(
+                    rule_id=str(item.data.get("rule_id")), level=str(item.data.get("level"))
+                ).inc()
                 m.detector_event_to_warning.labels(grade=grade).observe(done - self.batch_started)
             elif item.type == "card.issued":
                 m.cards_issued.labels(color=str(item.data.get("color"))).inc()
@@ -110,11 +115,6 @@ class DetectorMetrics:
         self._add("type", stats.processed_by_type, m.detector_events_processed, "event_type")
         self._add("supp", stats.suppressed_by_rule, m.detector_warnings_suppressed, "rule_id")
         self._add("exc", stats.exceptions_by_rule, m.detector_exceptions_applied, "rule_id")
-        for (rule_id, level), count in stats.emitted_by_rule_level.items():
-            delta = count - self._seen.setdefault("raised", {}).get((rule_id, level), 0)
-            if delta > 0:
-                m.detector_warnings_raised.labels(rule_id=rule_id, level=level).inc(delta)
-                self._seen["raised"][(rule_id, level)] = count
         late = stats.late - self._seen.setdefault("late", {}).get("late", 0)
         if late > 0:
             m.detector_timers_fired_late.inc(late)

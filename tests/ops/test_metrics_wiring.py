@@ -218,6 +218,7 @@ def test_a_restarted_detector_does_not_count_warnings_the_ledger_holds(
     assert run.appended == 0
     assert sum(_samples(registry, "neikong_ledger_events_appended_total").values()) == 0
     assert sum(_samples(registry, "neikong_cards_issued_total").values()) == 0
+    assert sum(_samples(registry, "neikong_detector_warnings_raised_total").values()) == 0
 
 
 def test_integrity_failures_count_forks_from_the_ingest_loop(
