@@ -80,6 +80,24 @@ def _reads(rule: Rule) -> frozenset[str]:
     return frozenset(types | {"warning.closed"})
 
 
+# Kinds whose handler first checks that the event is of a `trigger` (or `over`) type and does
+# nothing otherwise: for the other types a rule reads (its `history`), the engine only keeps
+# the event in the key's history and calls no handler.
+TRIGGER_GATED = {"predicate": "trigger", "threshold": "trigger", "value_count": "trigger"}
+TRIGGER_GATED |= {"aggregate_outlier": "trigger", "escalation": "over"}
+
+
+def _handles(rule: Rule, event_type: str) -> bool:
+    """False only when `rule`'s handler provably ignores events of `event_type`."""
+    field_name = TRIGGER_GATED.get(rule.kind)
+    if field_name is None:
+        return True
+    selector = rule.match.get(field_name)
+    if field_name == "over":
+        selector = {"event": selector or []}
+    return not selector or event_type in selector_types(selector)
+
+
 @dataclass
 class EngineStats:
     """Plain counters since the engine was created (not part of the snapshot); `ops/`
@@ -127,7 +145,7 @@ class Engine(MatchKinds):
         # Per-event dispatch, compiled once (rules depend on the rule set only): event type ->
         # (rule, handler, follower) in rule-set order; (rule id, event type) -> key getters;
         # id(selector) -> (selector, params, types, compiled `where`).
-        self._routes: dict[str, tuple[tuple[Rule, Any, bool], ...]] = {}
+        self._routes: dict[str, tuple[tuple[Rule, Any, bool, bool], ...]] = {}
         self._key_getters: dict[tuple[str, str], tuple[Getter, ...]] = {}
         self._selectors: dict[int, tuple[Any, Any, frozenset[str], Pred]] = {}
 
@@ -150,7 +168,7 @@ class Engine(MatchKinds):
         if event.type == "warning.closed":
             self._close(event.stream)
         late = self.state.late
-        for rule, handler, follower in self._route(event.type):
+        for rule, handler, follower, handles in self._route(event.type):
             pending: Mapping[str, Any] = {}
             if follower:  # not a selector's type: only a possible role for a pending absence
                 pending = self.state.rules[rule.id]
@@ -161,17 +179,24 @@ class Engine(MatchKinds):
                     out += self._flush_late(rule, key)
                 if follower and key not in pending:
                     continue  # no absence pending for this key: nothing to track
-                out += handler(rule, key, self.with_history(rule, key, view, ts), ts)
+                if handles:
+                    out += handler(rule, key, self.with_history(rule, key, view, ts), ts)
                 self.remember(rule, key, view, ts)
         return out
 
-    def _route(self, event_type: str) -> tuple[tuple[Rule, Any, bool], ...]:
+    def _route(self, event_type: str) -> tuple[tuple[Rule, Any, bool, bool], ...]:
         """The rules an event of `event_type` may concern, in rule-set order, with their
-        handler and whether they only follow it for a pending absence's roles."""
+        handler, whether they only follow it for a pending absence's roles, and whether the
+        handler can act on it at all (`_handles`)."""
         route = self._routes.get(event_type)
         if route is None:
             route = tuple(
-                (rule, getattr(self, f"_on_{rule.kind}"), event_type not in self._reads[rule.id])
+                (
+                    rule,
+                    getattr(self, f"_on_{rule.kind}"),
+                    event_type not in self._reads[rule.id],
+                    _handles(rule, event_type),
+                )
                 for rule in self.ruleset
                 if event_type in self._reads[rule.id] or self._follows[rule.id]
             )

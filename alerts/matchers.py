@@ -125,7 +125,14 @@ class MatchKinds:
         if self._matches(rule, spec, view):
             slim = {k: view[k] for k in ("type", "event_id", "occurred_at", "actor", "data")}
             slim["ts"], slim["seq"] = ts, view.get("position", 0)
-            store[key] = [*store.get(key, []), slim][-int(rule.value(spec["max"])) :]
+            limit = int(rule.value(spec["max"]))
+            kept = store.get(key)
+            if kept is None:
+                store[key] = [slim][-limit:]
+            else:  # in place: no copy of the whole history per event
+                kept.append(slim)
+                if len(kept) > limit:
+                    del kept[:-limit]
         if key in store and any(self._matches(rule, d, view) for d in spec.get("drop", [])):
             del store[key]
 

@@ -81,8 +81,18 @@ def read_yaml(path: Path) -> Any:
         raise RuleError(f"{path}: cannot read YAML: {exc}") from exc
 
 
+_RATIOS: dict[str, Fraction] = {}
+
+
 def parse_ratio(value: Any) -> Fraction:
-    return Fraction(str(value))
+    """A ratio parameter (`"0.8"`, `"1/2"`, `1`) as an exact Fraction (cached: immutable)."""
+    text = str(value)
+    ratio = _RATIOS.get(text)
+    if ratio is None:
+        ratio = Fraction(text)
+        if len(_RATIOS) < 10_000:
+            _RATIOS[text] = ratio
+    return ratio
 
 
 def semantics_hash(doc: Mapping[str, Any]) -> str:
