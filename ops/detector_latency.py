@@ -6,7 +6,8 @@
                     each durable batch the detector catches up (`Detector.run_once`: read,
                     engine, sign + append its warnings, snapshot). Per event-triggered warning
                     (`warning.raised`/`escalated` without `due_at`), the time from the durable
-                    append of its triggering event (the last appended of its `triggers`) to
+                    append of its triggering event (the last appended of its `triggers`, the
+                    detector's own cards included: R25 reads them) to
                     the durable append of the warning; p99 (and p50, max, sample count) over
                     all of them. Timer warnings are left to timer_p99_ms. The detector key is
                     enrolled before the run (a one-off in a detector's life, not timed).
@@ -121,15 +122,24 @@ def pipeline_latency(
                     detector.run_once(int(time.time()))
         finally:
             detector.close()
-    samples = []
+    samples: list[float] = []
+    worst: dict[str, float] = {}
+    appended_at.update((i, at) for i, (at, _) in sink.appended.items())  # cards trigger too
     for at, item in sink.appended.values():
         if item.type not in WARNINGS or "due_at" in item.data:
             continue
         times = [appended_at[t] for t in item.data["triggers"] if t in appended_at]
         if times:
             samples.append(at - max(times))
+            rule = item.data["rule_id"]
+            worst[rule] = max(worst.get(rule, 0.0), samples[-1])
     log(f"bench: {len(samples)} event-triggered warnings timed")
-    return {**_summary("detector", samples), "detector_latency_batch": batch}
+    slowest = sorted(worst.items(), key=lambda kv: -kv[1])[:3]
+    return {
+        **_summary("detector", samples),
+        "detector_latency_batch": batch,
+        "detector_max_ms_by_rule": {r: round(v * 1000, 1) for r, v in slowest},
+    }
 
 
 def _timer_ruleset(ruleset: RuleSet) -> RuleSet:
