@@ -3,6 +3,7 @@
 rules.py       rule files (YAML, rule.schema.json) -> immutable RuleSet, hashes, overrides
 predicates.py  declarative `where` conditions and the named domain facts
 engine.py      Engine: events and a clock in, warning/card events out (matchers.py: kinds)
+dispatch.py    per event type: which rules, handlers and key paths (compiled.py: conditions)
 timers.py      durable absence timers on event time; calendar.py: working days
 escalation.py  R24 cards over attributed warnings
 state.py       keyed state and its snapshots (SQLite detector.db / PostgreSQL table)

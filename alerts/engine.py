@@ -32,6 +32,7 @@ from typing import Any
 
 from alerts.calendar import Calendar, format_ts, local_date, parse_ts
 from alerts.compiled import Getter, Pred, compile_condition, compile_path
+from alerts.dispatch import Route, handles, keys_of, remembers, rule_reads
 from alerts.escalation import CardCounter
 from alerts.matchers import MatchKinds, selector_types
 from alerts.predicates import evaluate
@@ -45,13 +46,6 @@ from projections.base import LoggedEvent
 
 __all__ = ["Engine", "EngineStats", "event_view"]
 
-ROLE_BY_STEP = {
-    "accept": "handler",
-    "review": "reviewer",
-    "approve": "approver",
-    "decide": "approver",
-}
-MAX_PARTIALS = 32
 MAX_COMPILED = 4096
 
 
@@ -67,35 +61,6 @@ def event_view(event: LoggedEvent) -> dict[str, Any]:
         "data": event.data,
         "position": event.position,
     }
-
-
-def _reads(rule: Rule) -> frozenset[str]:
-    """The event types any selector of `rule` names."""
-    m = rule.match
-    selectors = [m.get("trigger"), m.get("start"), m.get("extend"), {"event": m.get("over", [])}]
-    selectors += [*m.get("expect", []), *m.get("cancel", []), *m.get("steps", [])]
-    selectors += [m.get("history"), *(m.get("history") or {}).get("drop", [])]
-    selectors += m.get("escalate", [])
-    types = {t for s in selectors if s and s.get("event") for t in selector_types(s)}
-    return frozenset(types | {"warning.closed"})
-
-
-# Kinds whose handler first checks that the event is of a `trigger` (or `over`) type and does
-# nothing otherwise: for the other types a rule reads (its `history`), the engine only keeps
-# the event in the key's history and calls no handler.
-TRIGGER_GATED = {"predicate": "trigger", "threshold": "trigger", "value_count": "trigger"}
-TRIGGER_GATED |= {"aggregate_outlier": "trigger", "escalation": "over"}
-
-
-def _handles(rule: Rule, event_type: str) -> bool:
-    """False only when `rule`'s handler provably ignores events of `event_type`."""
-    field_name = TRIGGER_GATED.get(rule.kind)
-    if field_name is None:
-        return True
-    selector = rule.match.get(field_name)
-    if field_name == "over":
-        selector = {"event": selector or []}
-    return not selector or event_type in selector_types(selector)
 
 
 @dataclass
@@ -138,15 +103,15 @@ class Engine(MatchKinds):
         self._follows: dict[str, bool] = {}
         for rule in ruleset:
             self.state.rules.setdefault(rule.id, {})
-            self._reads[rule.id] = _reads(rule)
+            self._reads[rule.id] = rule_reads(rule)
             self._follows[rule.id] = (
                 rule.kind == "absence" and rule.attribution["rule"] == "primary_responsibility"
             )
         # Per-event dispatch, compiled once (rules depend on the rule set only): event type ->
         # (rule, handler, follower) in rule-set order; (rule id, event type) -> key getters;
         # id(selector) -> (selector, params, types, compiled `where`).
-        self._routes: dict[str, tuple[tuple[Rule, Any, bool, bool], ...]] = {}
-        self._key_getters: dict[tuple[str, str], tuple[Getter, ...]] = {}
+        self._routes: dict[str, tuple[Route, ...]] = {}
+        self._key_getters: dict[tuple[str, ...], tuple[Getter, ...]] = {}
         self._selectors: dict[int, tuple[Any, Any, frozenset[str], Pred]] = {}
 
     # -- public surface --------------------------------------------------------------------
@@ -168,26 +133,32 @@ class Engine(MatchKinds):
         if event.type == "warning.closed":
             self._close(event.stream)
         late = self.state.late
-        for rule, handler, follower, handles in self._route(event.type):
+        keyed: dict[int, list[str]] = {}  # rules with the same key paths share the keys
+        for rule, handler, follower, acts, keeps, getters in self._route(event.type):
             pending: Mapping[str, Any] = {}
             if follower:  # not a selector's type: only a possible role for a pending absence
                 pending = self.state.rules[rule.id]
                 if not pending:
                     continue
-            for key in self._key(rule, view):
+            keys = keyed.get(id(getters))
+            if keys is None:
+                keys = keyed[id(getters)] = keys_of(getters, view)
+            for key in keys:
                 if late:
                     out += self._flush_late(rule, key)
                 if follower and key not in pending:
                     continue  # no absence pending for this key: nothing to track
-                if handles:
+                if acts:
                     out += handler(rule, key, self.with_history(rule, key, view, ts), ts)
-                self.remember(rule, key, view, ts)
+                if keeps:
+                    self.remember(rule, key, view, ts)
         return out
 
-    def _route(self, event_type: str) -> tuple[tuple[Rule, Any, bool, bool], ...]:
+    def _route(self, event_type: str) -> tuple[Route, ...]:
         """The rules an event of `event_type` may concern, in rule-set order, with their
-        handler, whether they only follow it for a pending absence's roles, and whether the
-        handler can act on it at all (`_handles`)."""
+        handler, whether they only follow it for a pending absence's roles, whether the
+        handler can act on it at all (`handles`), whether it may enter or drop the key's
+        history (`remembers`), and the key getters."""
         route = self._routes.get(event_type)
         if route is None:
             route = tuple(
@@ -195,7 +166,9 @@ class Engine(MatchKinds):
                     rule,
                     getattr(self, f"_on_{rule.kind}"),
                     event_type not in self._reads[rule.id],
-                    _handles(rule, event_type),
+                    handles(rule, event_type),
+                    remembers(rule, event_type),
+                    self._getters(rule, event_type),
                 )
                 for rule in self.ruleset
                 if event_type in self._reads[rule.id] or self._follows[rule.id]
@@ -213,27 +186,16 @@ class Engine(MatchKinds):
     # -- keys, exceptions, attribution -----------------------------------------------------
 
     def _key(self, rule: Rule, view: Mapping[str, Any]) -> list[str]:
-        """The keys of `view` for `rule`: `match.key_for[type]` or `match.key` paths; a path
-        holding a list of scalars fans the event out to one key per element (none if empty)."""
-        getters = self._key_getters.get((rule.id, view["type"]))
+        """The keys of `view` for `rule` (see `alerts.dispatch.keys_of`)."""
+        return keys_of(self._getters(rule, view["type"]), view)
+
+    def _getters(self, rule: Rule, event_type: str) -> tuple[Getter, ...]:
+        """`match.key_for[type]` or `match.key` paths, compiled; one tuple per distinct paths."""
+        paths = tuple((rule.match.get("key_for") or {}).get(event_type, rule.match["key"]))
+        getters = self._key_getters.get(paths)
         if getters is None:
-            paths = (rule.match.get("key_for") or {}).get(view["type"], rule.match["key"])
-            getters = tuple(compile_path(p) for p in paths)
-            self._key_getters[(rule.id, view["type"])] = getters
-        if len(getters) == 1:  # the common case: one path, one scalar
-            v = getters[0](view)
-            if not isinstance(v, list):
-                if v is MISSING or v is None or isinstance(v, dict):
-                    return []
-                return [str(v)]
-        combos: list[tuple[str, ...]] = [()]
-        for getter in getters:
-            v = getter(view)
-            parts = v if isinstance(v, list) else [v]
-            if any(p is MISSING or p is None or isinstance(p, dict | list) for p in parts):
-                return []
-            combos = [(*c, str(p)) for c in combos for p in dict.fromkeys(parts)]
-        return ["|".join(c) for c in combos]
+            getters = self._key_getters[paths] = tuple(compile_path(p) for p in paths)
+        return getters
 
     def _keys(self, rule: Rule) -> dict[str, Any]:
         return self.state.rules.setdefault(rule.id, {})
