@@ -70,7 +70,11 @@ def enrol_demo_producers(ledger: Ledger) -> dict[str, Signer]:
 
 
 class SimEmitter:
-    """Emits simulated events: references resolved, personal values committed."""
+    """Emits simulated events: references resolved, personal values committed.
+
+    Personal values are held by the PII store (`commit_later`) until the caller flushes it,
+    which it MUST do before the events carrying their commitments are appended
+    (`run_simulation` flushes before handing each batch to the appender)."""
 
     def __init__(
         self,
@@ -98,7 +102,7 @@ class SimEmitter:
             for name, value in sim.pii.items():
                 salt = self._salts.randbytes(32)
                 if self.pii_store is not None:
-                    pii[name] = self.pii_store.commit(official, name, value, salt)
+                    pii[name] = self.pii_store.commit_later(official, name, value, salt)
                 else:
                     pii[name] = commitment(value, salt)
         producer = self.producers[sim.system]
@@ -180,7 +184,11 @@ def run_simulation(
             stats.published += 1
             by_type[sim.type] = by_type.get(sim.type, 0) + 1
             if len(channel) >= batch_size:
+                if pii_store is not None:
+                    pii_store.flush()  # values durable before their commitments are appended
                 yield list(channel.poll(batch_size))
+        if pii_store is not None:
+            pii_store.flush()
         while len(channel):
             yield list(channel.poll(batch_size))
 

@@ -486,7 +486,7 @@ def plan_matter(
         if (
             name == "penalty_decided"
             and terms is not None
-            and (kind == "reduced_without_approval" or (kind is None and rng.random() < 0.02))
+            and (kind == "reduced_without_approval" or (kind is None and rng.random() < 0.05))
         ):
             after_fen = terms["fine"] * rng.randint(40, 80) // 100
             t_amend = eng.clock.at((eng.clock.office(t) + eng.clock.office(times[index + 1])) // 2)
