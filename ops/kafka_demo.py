@@ -8,6 +8,7 @@ and appends to the ledger. Returns the same `RunStats`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -19,7 +20,7 @@ from pathlib import Path
 from ledger.keys import Signer
 from ledger.ledger import Ledger
 from ops.ingest import Ingester, IngestSettings, IngestStats, KafkaDeadLetters
-from ops.pipeline import RunStats
+from ops.pipeline import RunStats, SimEmitter
 from producers.kafka_source import KafkaRecordSource
 from producers.kafka_transport import KafkaTransport, TopicSpec, delete_topics, ensure_topics
 from producers.producer import Producer
@@ -92,21 +93,18 @@ def run_demo_via_kafka(
     thread.start()
     try:
         sims = simulate(seed, events)
+        emitter = SimEmitter(producers, seed=seed)
         while True:
             chunk = [sim for _, sim in zip(range(emit_batch), sims, strict=False)]
             if not chunk:
                 break
-            for system in dict.fromkeys(sim.system for sim in chunk):
-                with producers[system].batch():
-                    for sim in (c for c in chunk if c.system == system):
-                        producers[system].emit(
-                            sim.stream,
-                            sim.type,
-                            actor=sim.actor,
-                            data=sim.data,
-                            occurred_at=sim.occurred_at,
-                            subject=sim.subject,
-                        )
+            # every system's outbox group-commits the chunk; events go out in simulation
+            # order, so a reference (a decision a matter step executes) is already resolved
+            with contextlib.ExitStack() as batches:
+                for system in dict.fromkeys(sim.system for sim in chunk):
+                    batches.enter_context(producers[system].batch())
+                for sim in chunk:
+                    emitter.emit(sim)
             published += len(chunk)
             if failure:
                 break

@@ -23,6 +23,7 @@ import pytest
 from ledger.keys import Signer
 from ledger.ledger import Ledger
 from ledger.verify import VerifyReport, verify_ledger
+from ops.pipeline import SimEmitter
 from producers.kafka_transport import TopicSpec, delete_topics, ensure_topics
 from producers.producer import Producer
 from producers.simulator import SYSTEMS, producer_scope, simulate
@@ -82,16 +83,10 @@ def demo_ledger(directory: Path) -> dict[str, Signer]:
 
 def emit_simulated(producers: dict[str, Producer], events: int, seed: int) -> int:
     """Emit the first `events` simulated events; return how many were emitted."""
+    emitter = SimEmitter(producers, seed=seed)  # references resolved, PII committed
     n = 0
     for sim in simulate(seed, events):
-        producers[sim.system].emit(
-            sim.stream,
-            sim.type,
-            actor=sim.actor,
-            data=sim.data,
-            occurred_at=sim.occurred_at,
-            subject=sim.subject,
-        )
+        emitter.emit(sim)
         n += 1
     return n
 
