@@ -57,11 +57,12 @@ def handles(rule: Rule, event_type: str) -> bool:
     return not selector or event_type in selector_types(selector)
 
 
-def remembers(rule: Rule, event_type: str) -> bool:
-    """False only when an event of `event_type` can neither enter nor drop `rule`'s history."""
+def remembers(rule: Rule, event_type: str) -> bool | None:
+    """False only when an event of `event_type` can neither enter nor drop `rule`'s history;
+    None when the rule keeps no history at all (its handler sees the bare event view)."""
     spec = rule.match.get("history")
     if not spec:
-        return False
+        return None
     selectors = [spec, *spec.get("drop", [])]
     if any("event" not in s for s in selectors):
         return True  # malformed: let `remember` decide (and fail) as before
@@ -88,4 +89,4 @@ def keys_of(getters: tuple[Getter, ...], view: Mapping[str, Any]) -> list[str]:
 
 
 # (rule, handler, follower, handles, remembers, key getters): see `Engine._route`
-Route = tuple[Rule, Any, bool, bool, bool, tuple[Getter, ...]]
+Route = tuple[Rule, Any, bool, bool, bool | None, tuple[Getter, ...]]

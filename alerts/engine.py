@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from types import MappingProxyType
 from typing import Any
 
 from alerts.calendar import Calendar, format_ts, local_date, parse_ts
@@ -47,6 +48,7 @@ from projections.base import LoggedEvent
 __all__ = ["Engine", "EngineStats", "event_view"]
 
 MAX_COMPILED = 4096
+NO_BOUND: Mapping[str, Any] = MappingProxyType({})  # read-only: shared by every evaluation
 
 
 def event_view(event: LoggedEvent) -> dict[str, Any]:
@@ -149,7 +151,8 @@ class Engine(MatchKinds):
                 if follower and key not in pending:
                     continue  # no absence pending for this key: nothing to track
                 if acts:
-                    out += handler(rule, key, self.with_history(rule, key, view, ts), ts)
+                    seen = self.with_history(rule, key, view, ts) if keeps is not None else view
+                    out += handler(rule, key, seen, ts)
                 if keeps:
                     self.remember(rule, key, view, ts)
         return out
@@ -382,7 +385,7 @@ class Engine(MatchKinds):
             where = compile_condition(selector.get("where"), rule.params)
             entry = (selector, rule.params, frozenset(selector_types(selector)), where)
             self._selectors[id(selector)] = entry
-        return view["type"] in entry[2] and entry[3](view, bound or {})
+        return view["type"] in entry[2] and entry[3](view, bound or NO_BOUND)
 
     def _trigger(
         self,
