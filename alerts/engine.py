@@ -129,14 +129,20 @@ class Engine(MatchKinds):
         by_type = self.stats.processed_by_type
         by_type[event.type] = by_type.get(event.type, 0) + 1
         ts = parse_ts(event.occurred_at)
-        self.state.watermark = max(self.state.watermark, min(ts, now))
+        routes = self._route(event.type)
+        if routes:
+            # Only events some rule reads move event time: the ledger's own events (key
+            # registry, projection roots, audit records) are stamped by the wall clock of the
+            # service that wrote them, and a replayed history must not jump to "now" because an
+            # enrolment sits before it in the log (every pending timer would fire at once).
+            self.state.watermark = max(self.state.watermark, min(ts, now))
         out = self._fire(self.state.watermark, strict=True, now=now)
         view = event_view(event)
         if event.type == "warning.closed":
             self._close(event.stream)
         late = self.state.late
         keyed: dict[int, list[str]] = {}  # rules with the same key paths share the keys
-        for rule, handler, follower, acts, keeps, getters in self._route(event.type):
+        for rule, handler, follower, acts, keeps, getters in routes:
             pending: Mapping[str, Any] = {}
             if follower:  # not a selector's type: only a possible role for a pending absence
                 pending = self.state.rules[rule.id]
@@ -146,7 +152,7 @@ class Engine(MatchKinds):
             if keys is None:
                 keys = keyed[id(getters)] = keys_of(getters, view)
             for key in keys:
-                if late:
+                if late and f"{rule.id}\n{key}" in late:
                     out += self._flush_late(rule, key)
                 if follower and key not in pending:
                     continue  # no absence pending for this key: nothing to track
