@@ -130,7 +130,7 @@ class Engine(MatchKinds):
         by_type[event.type] = by_type.get(event.type, 0) + 1
         ts = parse_ts(event.occurred_at)
         routes = self._route(event.type)
-        if routes:
+        if any(not route[2] for route in routes):  # a rule reads this type (not only follows)
             # Only events some rule reads move event time: the ledger's own events (key
             # registry, projection roots, audit records) are stamped by the wall clock of the
             # service that wrote them, and a replayed history must not jump to "now" because an
