@@ -63,6 +63,11 @@ class CardCounter:
     def _next_card(
         self, rule: Rule, key: str, state: dict[str, Any], view: Mapping[str, Any], ts: int
     ) -> Emitted | None:
+        consumed = set(state["consumed"])  # a set: the list can be long for a busy official
+        by_level: dict[str, list[tuple[str, Any]]] = {}  # one pass over the window's warnings
+        for r, (_, lvl, grd) in state["warnings"].items():
+            if r not in consumed:
+                by_level.setdefault(lvl, []).append((r, grd))
         for spec in rule.match["cards"]:
             for cond in spec["any"]:
                 need = int(rule.value(cond["count"]))
@@ -71,10 +76,8 @@ class CardCounter:
                 else:
                     refs = sorted(
                         r
-                        for r, (_, lvl, grd) in state["warnings"].items()
-                        if r not in state["consumed"]
-                        and lvl == cond["level"]
-                        and ("grade" not in cond or grd == cond["grade"])
+                        for r, grd in by_level.get(cond["level"], [])
+                        if "grade" not in cond or grd == cond["grade"]
                     )
                 if len(refs) < need:
                     continue
