@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 from tqdm import tqdm
 
 from ledger.cosign_verify import verify_cosignatures
@@ -474,7 +475,7 @@ def demo(
         levels = ", ".join(f"{n} {lv}" for lv, n in detected["warnings_by_level"].items())
         click.echo(
             f"detector      {detected['rules']} rules, {detected['warnings']} warnings "
-            f"({levels or 'none'}), {detected['cards']} cards; "
+            f"({levels or 'none'}), cards for {detected['officials_with_cards']} officials; "
             f"{len(stats.labels)} injected anomalies labelled in {directory / 'labels.jsonl'}"
         )
         click.echo(
@@ -493,14 +494,11 @@ def _detect_and_project(ledger: Ledger, workers: int) -> tuple[dict[str, Any], d
     """The detector over the whole run (warnings appended, signed), then every projection."""
     from collections import Counter
 
-    import orjson
-
     from alerts.detector import Detector
     from alerts.rules import load_ruleset
-    from ledger.envelope import HEADER_LEN
     from ledger.log_reader import LogReader
     from ledger.workdays import parse_ts
-    from projections.base import decode_record, record_type
+    from projections.base import decode_record
     from projections.parallel import rebuild_parallel
     from projections.read_model import ReadModel, read_model_url
     from projections.registry import all_projections
@@ -519,15 +517,6 @@ def _detect_and_project(ledger: Ledger, workers: int) -> tuple[dict[str, Any], d
             update(before)
     finally:
         detector.close()
-    levels: Counter[str] = Counter()
-    cards = 0
-    try:
-        for _, _, _, record in reader.by_position(before + 1, ledger.store.max_position() + 1):
-            kind = record_type(record)
-            if kind in ("warning.raised", "warning.escalated"):
-                levels[orjson.loads(record[HEADER_LEN:])["data"]["level"]] += 1
-            cards += kind == "card.issued"
-    finally:
         reader.close()
     url = read_model_url(ledger.directory, ledger.config.store_url)
     names = [p.name for p in all_projections()]
@@ -535,13 +524,17 @@ def _detect_and_project(ledger: Ledger, workers: int) -> tuple[dict[str, Any], d
         rebuild_parallel(ledger.store.config, url, names, workers=min(2, workers), progress=update)
     with ReadModel(url) as model:
         registers = {name: model.count(name) for name in names}
+        warnings = [orjson.loads(raw) for _, raw in model.query("warnings")]
+        cards = model.count("cards")
+    levels = Counter(str(doc.get("level")) for doc in warnings)
     order = ("blue", "yellow", "orange", "red")
     detected = {
         "rules": len(ruleset.rules),
         "ruleset_hash": ruleset.ruleset_hash,
-        "warnings": run.appended - cards,
+        "events_appended": run.appended,
+        "warnings": len(warnings),
         "warnings_by_level": {lv: levels[lv] for lv in order if levels[lv]},
-        "cards": cards,
+        "officials_with_cards": cards,
     }
     return detected, registers
 
