@@ -153,7 +153,7 @@ def run_detector_bench(
     workers: int = 1,
     repeats: int = 3,
     rules_dir: Path = RULES_DIR,
-    latency_events: int = 20_000,
+    latency_events: int | None = None,
     timers: int = 200,
     tick_s: float = 0.25,
     timer_lead_s: int = 2,
@@ -183,7 +183,11 @@ def run_detector_bench(
     quality = quality_of(ruleset, out, directory)
     log("bench: detector latency in the embedded pipeline…")
     latency = pipeline_latency(
-        work_dir / "latency-ledger", ruleset, events=latency_events, seed=seed, log=log
+        work_dir / "latency-ledger",
+        ruleset,
+        events=latency_events or min(events, 20_000),
+        seed=seed,
+        log=log,
     )
     log("bench: absence-timer latency on the wall clock…")
     timer_figures = timer_latency(
