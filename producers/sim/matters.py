@@ -14,6 +14,7 @@ An injected anomaly changes exactly the facts its kind names and adds a label.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ledger.flows import FlowStep, PowerFlow
@@ -52,6 +53,7 @@ MATTER_WEIGHTS: dict[str, float] = {
     "inspection": 0.04,
 }
 
+WARN_FRACTION = 0.8  # R05 `warn_fraction` (R15 warns later: 75 of 90 days)
 HEARING_THRESHOLD = {"individual": 200_000, "entity": 1_000_000}  # in fen: 2,000 / 10,000 元
 COMMITTEE_THRESHOLD = 20_000_000  # fen: 查补 ≥ 200,000 元 goes to the case review committee
 OUTCOMES = {
@@ -311,14 +313,19 @@ def plan_matter(
     due = clock.due(t0, limit.days, limit.calendar)
     due_ext = clock.due(t0, limit.days + extension, limit.calendar)
     budget = max(clock.office(due_ext) - w0 - 600, 600)
+    # normal matters end before the reminder point of the deadline rules (R05 yellow at 80 %
+    # of the limit, R15 at 75 of 90 days); an extended one after the original limit, before
+    # the reminder point moved by the extension
+    warn = clock.due(t0, math.ceil(limit.days * WARN_FRACTION), limit.calendar)
     if late:
         span = clock.office(due) - w0 + rng.uniform(0.1, 0.6) * max(budget, OFFICE_DAY) + 3600
     elif extension:
-        span = (clock.office(due) - w0) + (budget - (clock.office(due) - w0)) * rng.uniform(
-            0.3, 0.9
-        )
+        warn_ext = clock.office(clock.due(warn - 1, extension, limit.calendar))
+        span = (clock.office(due) - w0) + (
+            min(budget, warn_ext - w0 - 600) - (clock.office(due) - w0)
+        ) * rng.uniform(0.3, 0.9)
     else:
-        span = budget * rng.uniform(0.15, 0.85)
+        span = max(min(budget, clock.office(warn) - w0 - 600), 600) * rng.uniform(0.15, 0.9)
     until = limit.until
     timed = [s.name for s in steps]
     if until != "concluded" and until in timed:
@@ -534,7 +541,7 @@ def plan_matter(
             cast.approver,
             extension,
             limit.calendar,
-            due,
+            warn,
             due_ext,
         )
     terminal["final_seq"] = sum(
@@ -635,7 +642,8 @@ def _insert_extension(  # noqa: PLR0917
     due: int,
     due_ext: int,
 ) -> None:
-    """An approved extension, before the original limit runs out and before conclusion."""
+    """An approved extension, before `due` (the reminder point of the original limit, so the
+    deadline rules move every level) and before conclusion."""
     matter = [it for it in plan.items if it[1] == 0 and it[2].stream == stream]
     last_before = max((it[0] for it in matter[:-1] if it[0] < due), default=matter[0][0])
     t = min(eng.clock.at(eng.clock.office(due) - 1800), eng.office_at(last_before, 600))
