@@ -125,8 +125,12 @@ class Engine:
         official: str | None,
         t: int,
         evidence: tuple[str, ...],
+        *,
+        also: tuple[str, ...] = (),
     ) -> Label:
-        return Label(kind, KINDS[kind].rules, key, official, utc_stamp(t), evidence)
+        """The label of `kind`; `also` adds rules the facts of this instance trigger too."""
+        rules = KINDS[kind].rules + tuple(r for r in also if r not in KINDS[kind].rules)
+        return Label(kind, rules, key, official, utc_stamp(t), evidence)
 
     def choose(self, applicable: list[str]) -> str | None:
         return self.anomalies.choose(self.rng, applicable)

@@ -165,19 +165,30 @@ def _applicable(
 
 
 def _penalty_terms(
-    eng: Engine, party_kind: str, approver: Official, kind: str | None, outlier: bool
+    eng: Engine,
+    party_kind: str,
+    kind: str | None,
+    outlier: bool,
+    base: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The case's unpaid tax, circumstances, ratio and fine. With `base` (the terms first
+    drawn) an anomaly changes only what its kind names (the ratio or the reason): the unpaid
+    tax, hence `major`, stays, so the steps chosen from it stay right."""
     rng = eng.rng
-    unpaid = int(300_000 * (2_000 ** rng.random()))  # fen: 3,000 元 … 6,000,000 元
-    if party_kind == "individual":
-        unpaid //= 20
-    circumstances = rng.choices(("first_corrected", "uncooperative", "serious"), (3, 5, 2))[0]
-    if circumstances == "first_corrected":
-        ratio = 50
-    elif circumstances == "uncooperative":
-        ratio = 50 if outlier else rng.randint(50, 100)
+    if base is not None:
+        unpaid, circumstances = base["unpaid"], base["data"]["circumstances"]
+        ratio = base["ratio"]
     else:
-        ratio = 100 if outlier else rng.choice((100, 100, 150, 200, 300, rng.randint(100, 500)))
+        unpaid = int(300_000 * (2_000 ** rng.random()))  # fen: 3,000 元 … 6,000,000 元
+        if party_kind == "individual":
+            unpaid //= 20
+        circumstances = rng.choices(("first_corrected", "uncooperative", "serious"), (3, 5, 2))[0]
+        if circumstances == "first_corrected":
+            ratio = 50
+        elif circumstances == "uncooperative":
+            ratio = 50 if outlier else rng.randint(50, 100)
+        else:
+            ratio = 100 if outlier else rng.choice((100, 100, 150, 200, 300, rng.randint(100, 500)))
     if kind == "penalty_outside_tier":
         ratio = {"first_corrected": 150, "uncooperative": 30, "serious": 60}[circumstances]
     reason = {
@@ -190,6 +201,7 @@ def _penalty_terms(
     fine = unpaid * ratio // 100
     return {
         "unpaid": unpaid,
+        "ratio": ratio,
         "fine": fine,
         "data": {
             "fine": money(fine),
@@ -247,11 +259,7 @@ def plan_matter(
     # which steps this matter takes
     party_kind = tp.party_kind
     outlier = cast.approver.id in eng.outliers
-    terms = (
-        _penalty_terms(eng, party_kind, cast.approver, None, outlier)
-        if (matter_type == "penalty")
-        else None
-    )
+    terms = _penalty_terms(eng, party_kind, None, outlier) if (matter_type == "penalty") else None
     amount_fen = 0
     major = False
     if terms is not None:
@@ -278,8 +286,9 @@ def plan_matter(
     applicable = _applicable(matter_type, major, steps, flow, hearing)
     kind = (forced or None) if forced is not None else eng.choose(applicable)
     if terms is not None and kind in ("penalty_outside_tier", "penalty_no_reason"):
-        terms = _penalty_terms(eng, party_kind, cast.approver, kind, outlier)
-        major = terms["data"]["major"]
+        terms = _penalty_terms(eng, party_kind, kind, outlier, base=terms)
+        # the notice follows the fine actually proposed (R14: hearing rights from the threshold)
+        hearing = terms["fine"] >= HEARING_THRESHOLD[party_kind]
     approver = cast.approver
     if kind == "same_person_handles_and_approves":
         approver = cast.handler
@@ -345,6 +354,12 @@ def plan_matter(
     if tail:
         w += int(rng.uniform(0.1, 1) * OFFICE_DAY)
         times.append(clock.at(w))
+    if kind == "refund_late" and "refund_pay" in timed:
+        # 实施细则 第78条 ties the 30 (10) days to the refund itself: the payment is late
+        i = timed.index("refund_pay")
+        if times[i] <= due and times[-1] > due:
+            w_pay = (clock.office(due) + clock.office(times[-1])) // 2
+            times[i] = max(times[i], clock.at(w_pay))
     if limit.start != "accepted" and timed and timed[0] == limit.start:
         due = clock.due(times[0], limit.days, limit.calendar)
 
@@ -548,8 +563,11 @@ def plan_matter(
         1 for item in plan.items if item[1] == EVENT and item[2].stream == stream
     )
     evidence = (stream,) if decision_stream is None else (stream, decision_stream)
+    # a refund whose handler also approves is R12(b) fast-track as well as R04
+    also = ("R12",) if matter_type.startswith("refund") else ()
     for t, k, who_id in labels:
-        plan.label(t, eng.label(k, {"matter": stream}, who_id, t, evidence))
+        extra = also if k == "same_person_handles_and_approves" else ()
+        plan.label(t, eng.label(k, {"matter": stream}, who_id, t, evidence, also=extra))
     plan.items.sort(key=lambda item: item[0])
     eng.schedule(plan)
     return stream
