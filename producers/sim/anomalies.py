@@ -50,7 +50,7 @@ _KINDS = (
     AnomalyKind("penalty_outside_tier", ("R13",), "matter", "处罚超出裁量基准"),
     AnomalyKind("penalty_no_reason", ("R13",), "matter", "未说明裁量理由"),
     AnomalyKind("hearing_right_violation", ("R14",), "matter", "未告知听证权利"),
-    AnomalyKind("penalty_case_overdue", ("R15", "R05"), "matter", "处罚案件超期"),
+    AnomalyKind("penalty_case_overdue", ("R15",), "matter", "处罚案件超期"),
     AnomalyKind("penalty_without_review", ("R16", "R06"), "matter", "未经审理作出处罚"),
     AnomalyKind("withdrawn_without_approval", ("R17",), "matter", "未经批准撤销案件"),
     AnomalyKind("reduced_without_approval", ("R17",), "matter", "未经批准减轻处罚"),

@@ -138,7 +138,7 @@ def plan_month(eng: Engine, tp: Taxpayer, period: str, t: int) -> None:
                 )
                 plan.call(t_open, lambda when: plan_matter(eng, tp, "tax_assessment", when, ""))
             else:
-                due = t2 + 30 * DAY
+                due = eng.clock.due(t2, 30, "natural")  # 24:00 CST of the 30th day
                 plan.label(
                     due + 1,
                     eng.label("low_tax_burden_ignored", subject, manager.id, due + 1, (ctais,)),

@@ -252,9 +252,10 @@ def plan_observed(eng: Engine, o: Official, t: int) -> None:
         {"item_code": code, "observed_on": cst_date(t), "event_on": event_on, "source": source},
         False,
     )
-    kind = eng.choose(["change_not_reported"])
+    # only the family and personal items of Article 3 need a change report within 30 days
+    kind = eng.choose(["change_not_reported"] if code.startswith("3.") else [])
     if kind:
-        deadline = end_of_day(cst_date(t)) + 30 * DAY
+        deadline = eng.clock.due(t, 30, "natural")  # a last day off work rolls forward
         plan.label(
             deadline + 1,
             eng.label(kind, {"official": o.id}, o.id, deadline + 1, (f"declaration/{o.id}",)),
