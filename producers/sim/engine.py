@@ -156,6 +156,12 @@ class Engine:
                 push(heap, (nxt if nxt > now else now, serial, items, i + 1))
             if kind == EVENT:
                 emitted += 1
+                if emitted == events:  # the run ends: the labels of this very fact still count
+                    j = i + 1
+                    while j < len(items) and items[j][1] == LABEL and items[j][0] <= t:
+                        if self.on_label is not None:
+                            self.on_label(items[j][2])
+                        j += 1
                 yield payload
             elif kind == LABEL:
                 if self.on_label is not None:

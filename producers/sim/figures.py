@@ -16,7 +16,11 @@ from producers.sim.matters import money, plan_matter
 from producers.sim.timing import DAY, OFFICE_DAY
 from producers.sim.world import Taxpayer
 
-__all__ = ["plan_month"]
+__all__ = ["OUTAGE_PERIODS", "plan_month"]
+
+# months the invoice platform was down (R10 `outage_periods`): voids then are the outage's, so
+# no void-ratio anomaly is injected into them
+OUTAGE_PERIODS = frozenset({"2026-02"})
 
 
 def _ratio(x: float) -> str:
@@ -33,7 +37,9 @@ def plan_month(eng: Engine, tp: Taxpayer, period: str, t: int) -> None:
     actor = eng.actor(manager, "tax_manager")
     applicable = []
     if t >= tp.busy_until:
-        applicable = ["void_ratio_high", "ceiling_invoicing", "low_tax_burden_ignored"]
+        applicable = ["ceiling_invoicing", "low_tax_burden_ignored"]
+        if period not in OUTAGE_PERIODS:
+            applicable.insert(0, "void_ratio_high")
         if len(tp.history) >= 3:
             applicable.append("invoice_surge_ignored")
         if t - tp.last_quota_change > 120 * DAY:
