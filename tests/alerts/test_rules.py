@@ -166,3 +166,29 @@ def test_cli_rules_lint_exit_codes(rules: Path) -> None:
     result = CliRunner().invoke(main, ["rules", "lint", "--rules", str(rules)])
     assert result.exit_code == 1
     assert "R05-processing-deadline: semantics changed without a version bump" in result.output
+
+
+def test_the_rule_schema_names_exactly_the_facts_that_exist() -> None:
+    import json
+
+    from alerts.predicates import FACTS
+
+    schema = json.loads((Path(__file__).parents[2] / "alerts" / "rule.schema.json").read_text())
+
+    def fact_enums(node: object) -> list[list[str]]:
+        found: list[list[str]] = []
+        if isinstance(node, dict):
+            fact = node.get("fact")
+            if isinstance(fact, dict) and isinstance(fact.get("enum"), list):
+                found.append(fact["enum"])
+            for value in node.values():
+                found += fact_enums(value)
+        elif isinstance(node, list):
+            for value in node:
+                found += fact_enums(value)
+        return found
+
+    enums = fact_enums(schema)
+    assert enums, "the schema lists the fact names a rule may use"
+    for names in enums:
+        assert set(names) == set(FACTS)
