@@ -52,7 +52,7 @@ def test_the_packaged_rules_load() -> None:
         ),
         (R05, 'value: "0.8"', "value: 0.8", "float"),
         (R05, "grade: 2", "grade: 5", "grade"),
-        (R05, "version: 1", "version: 0", "version"),
+        (R07, "version: 1", "version: 0", "version"),
         (R05, "blocking: false\n", "", '"blocking" is a required'),
         (R05, "{param: warn_fraction}", "{param: warn_share}", "undeclared parameter 'warn_share'"),
         (R07, "value: 3", "value: three", "must be a int"),
@@ -97,7 +97,7 @@ def test_region_overrides_are_typed_and_named(rules: Path) -> None:
     _replace(rules, "overrides/4403.yaml", "warn_fraction: lots", 'warn_share: "0.5"')
     with pytest.raises(RuleError, match="has no parameter 'warn_share'"):
         load_ruleset(rules, "4403")
-    _replace(rules, "overrides/4403.yaml", "versions: [1]", "versions: [2]")
+    _replace(rules, "overrides/4403.yaml", "versions: [1, 2]", "versions: [1]")  # not this version
     assert (
         load_ruleset(rules, "4403").get("R05-processing-deadline").params["warn_fraction"] == "0.8"
     )

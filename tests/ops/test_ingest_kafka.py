@@ -25,6 +25,7 @@ from ops.ingest import REASON_HEADER, Ingester, IngestMetrics, IngestSettings, K
 from producers.kafka_source import KafkaRecordSource
 from producers.kafka_transport import KafkaTransport
 from producers.producer import Producer
+from producers.simulator import SYSTEMS
 from tests.producers._kafka import (
     NEIKONG,
     REPO,
@@ -45,15 +46,12 @@ from tests.producers._kafka import (
 
 pytestmark = kafka
 
-BASE_ROWS = 5  # genesis + four enrolled producer keys
+BASE_ROWS = 1 + len(SYSTEMS)  # genesis + one enrolled key per simulated producer system
 
 
 def _fill(bootstrap: str, topic: str, tmp_path: Path, events: int, seed: int) -> int:
     """Emit simulated events through the SDK (outbox + Kafka transport); all acknowledged."""
-    signers = {
-        s: Signer.from_file(tmp_path / "ledger" / "keys" / f"{s}.key")
-        for s in ("4403-ctais", "4403-fapiao", "4403-xuke", "4403-jicha")
-    }
+    signers = {s: Signer.from_file(tmp_path / "ledger" / "keys" / f"{s}.key") for s in SYSTEMS}
     transport = KafkaTransport(bootstrap, topic)
     producers = {
         s: Producer(s, signer, transport, outbox=tmp_path / "outbox" / f"{s}.db")
@@ -403,7 +401,8 @@ from pathlib import Path
 from ledger.keys import Signer
 from producers.kafka_transport import KafkaTransport
 from producers.producer import Producer
-from producers.simulator import simulate
+from producers.simulator import SYSTEMS, simulate
+from ops.pipeline import SimEmitter
 
 ledger, outbox, bootstrap, topic, n, seed = sys.argv[1:7]
 transport = KafkaTransport(bootstrap, topic,
@@ -411,11 +410,11 @@ transport = KafkaTransport(bootstrap, topic,
 producers = {
     s: Producer(s, Signer.from_file(Path(ledger, "keys", s + ".key")), transport,
                 outbox=Path(outbox, s + ".db"))
-    for s in ("4403-ctais", "4403-fapiao", "4403-xuke", "4403-jicha")
+    for s in SYSTEMS
 }
+emitter = SimEmitter(producers, seed=int(seed))
 for i, sim in enumerate(simulate(int(seed), int(n))):
-    producers[sim.system].emit(sim.stream, sim.type, actor=sim.actor, data=sim.data,
-                               occurred_at=sim.occurred_at, subject=sim.subject)
+    emitter.emit(sim)
     if i % 50 == 49:
         print("emitted", i + 1, flush=True)
         time.sleep(0.9)  # ~50 events/s: before, during and after the broker stop
