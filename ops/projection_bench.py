@@ -7,7 +7,8 @@ Figures (keys of the JSON object):
                         route, fold, write docs + index columns + refs + tracking per batch) into
                         a fresh read model of the same backend kind (SQLite file beside the
                         ledger, or the ledger's PostgreSQL database), as `neikong rebuild` runs
-                        it: `rebuild_workers` processes, projections grouped by cost.
+                        it: `rebuild_workers` processes, projections grouped by cost (one
+                        process below PARALLEL_MIN_EVENTS, where starting workers costs more).
 - rebuild_one_process_per_s  the same rebuild in one process (for comparison).
 - rebuild_vs_raw_read   rebuild_per_s / raw_read_per_s (target >= 0.4).
 - official_show_ms      median over ~50 random officials of the wall time of the real
@@ -29,7 +30,7 @@ from ledger.errors import NeikongError
 from ledger.ledger import Ledger
 from ledger.log_reader import LogReader
 from projections import registry
-from projections.parallel import rebuild_parallel
+from projections.parallel import PARALLEL_MIN_EVENTS, rebuild_parallel
 from projections.read_model import ReadModel, read_model_url
 from projections.runner import ProjectionRunner
 
@@ -122,7 +123,7 @@ def run_projection_bench(
         "projection_rows": rows,
         "raw_read_per_s": round(raw_rate),
         "rebuild_per_s": round(rebuild_rate),
-        "rebuild_workers": workers,
+        "rebuild_workers": workers if rebuilt >= PARALLEL_MIN_EVENTS else 1,
         "rebuild_one_process_per_s": round(serial_rate),
         "rebuild_vs_raw_read": round(rebuild_rate / raw_rate, 3) if raw_rate else None,
         "official_show_ms": official,

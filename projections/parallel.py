@@ -27,7 +27,11 @@ from projections.read_model import ReadModel
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 
-__all__ = ["partition", "rebuild_parallel"]
+__all__ = ["PARALLEL_MIN_EVENTS", "partition", "rebuild_parallel"]
+
+# Below this log size one process is faster: starting a worker (a fresh interpreter importing
+# the projections) costs 1-3 s. Measured: 20k events, 20,216/s in one process vs 4,976/s in two.
+PARALLEL_MIN_EVENTS = 200_000
 
 
 def partition(projections: Sequence[Projection], workers: int) -> list[list[str]]:
@@ -68,10 +72,12 @@ def rebuild_parallel(
     workers: int = 2,
     batch: int = 20_000,
     progress: Callable[[int], None] | None = None,
+    min_events: int = PARALLEL_MIN_EVENTS,
 ) -> int:
     """Rebuild the projections `names` (of `projections`, default: the registered ones) from
     position 0 with `workers` processes. Projections that cannot be sent to another process
-    (not picklable, e.g. defined inside a function) are rebuilt in this one.
+    (not picklable, e.g. defined inside a function), and logs shorter than `min_events`, are
+    rebuilt in this one.
 
     Returns the log size reached (every rebuilt projection is tracked at it). `progress` gets
     the number of positions the slowest group advanced since the last call.
@@ -92,6 +98,7 @@ def rebuild_parallel(
             or model_url.endswith(":memory:")
             or len(chosen) == 1
             or not _picklable(chosen)
+            or log.max_position() < min_events
         ):
             return runner.catch_up(batch=batch, progress=progress)
         by_name = {p.name: p for p in chosen}

@@ -51,12 +51,14 @@ def test_parallel_rebuild_equals_serial(tmp_path: Path, closing: None) -> None:
     )
     seen: list[int] = []
     parallel_url = f"sqlite:///{tmp_path / 'parallel.db'}"
-    size = rebuild_parallel(store, parallel_url, names, workers=2, batch=500, progress=seen.append)
+    size = rebuild_parallel(
+        store, parallel_url, names, workers=2, batch=500, progress=seen.append, min_events=0
+    )
     assert size == log_reader(ledger).max_position()
     assert sum(seen) == size
     assert dump(open_model(parallel_url), names) == dump(open_model(serial_url), names)
     # and again over a model that already holds documents: a rebuild starts from zero
-    rebuild_parallel(store, parallel_url, names, workers=2)
+    rebuild_parallel(store, parallel_url, names, workers=2, min_events=0)
     assert dump(open_model(parallel_url), names) == dump(open_model(serial_url), names)
 
 
