@@ -186,3 +186,24 @@ def test_two_runner_processes_on_one_file(ledger, tmp_path):
     model = open_model(url)
     model.ensure(sample_projections())
     assert dump(model, NAMES) == dump(fresh.model, NAMES)
+
+
+def test_gc_paused_restores_the_collector_state() -> None:
+    import gc
+
+    from projections.runner import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+    with pytest.raises(ValueError), gc_paused():
+        raise ValueError("a failing fold")
+    assert gc.isenabled()
