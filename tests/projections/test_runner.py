@@ -204,6 +204,6 @@ def test_gc_paused_restores_the_collector_state() -> None:
         assert not gc.isenabled()  # a caller that had it off keeps it off
     finally:
         gc.enable()
-    with pytest.raises(ValueError), gc_paused():
+    with pytest.raises(ValueError, match="failing fold"), gc_paused():
         raise ValueError("a failing fold")
     assert gc.isenabled()
