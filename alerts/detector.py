@@ -34,6 +34,7 @@ from ledger.errors import NeikongError, StoreError
 from ledger.ledger import SERVICES, Ledger
 from ledger.log_reader import LogReader
 from projections.base import decode_record
+from projections.runner import gc_paused
 
 __all__ = ["DETECTOR_ACTOR", "Detector", "DetectorRun", "LedgerSink"]
 
@@ -133,28 +134,9 @@ class Detector:
     def run_once(self, now: int) -> DetectorRun:
         """Catch up with the ledger, fire the timers due by `now`, append, snapshot."""
         reader = LogReader(self.ledger.store.config)
-        events = emitted = appended = 0
         try:
-            advanced = False
-            while True:
-                head = reader.max_position()
-                if self.position >= head:
-                    if advanced:
-                        break
-                    out = self.engine.advance(now)
-                    emitted += len(out)
-                    appended += self.sink.emit(out)
-                    advanced = True
-                    continue
-                stop = min(head, self.position + self.batch)
-                out = []
-                for position, _, _, record in reader.by_position(self.position + 1, stop + 1):
-                    out += self.engine.process(decode_record(position, record), now)
-                    self.position = position
-                    events += 1
-                emitted += len(out)
-                appended += self.sink.emit(out)
-                advanced = False
+            with gc_paused():  # the engine's state is trees of dicts (projections.runner)
+                run = self._run(reader, now)
         except NeikongError:
             raise
         except Exception as exc:  # a database failure while reading: operational, retry later
@@ -162,6 +144,30 @@ class Detector:
         finally:
             reader.close()
         self.snapshots.save(self.position, self.ruleset.ruleset_hash, self.engine.state)
+        return run
+
+    def _run(self, reader: LogReader, now: int) -> DetectorRun:
+        events = emitted = appended = 0
+        advanced = False
+        while True:
+            head = reader.max_position()
+            if self.position >= head:
+                if advanced:
+                    break
+                out = self.engine.advance(now)
+                emitted += len(out)
+                appended += self.sink.emit(out)
+                advanced = True
+                continue
+            stop = min(head, self.position + self.batch)
+            out = []
+            for position, _, _, record in reader.by_position(self.position + 1, stop + 1):
+                out += self.engine.process(decode_record(position, record), now)
+                self.position = position
+                events += 1
+            emitted += len(out)
+            appended += self.sink.emit(out)
+            advanced = False
         return DetectorRun(self.position, events, emitted, appended)
 
     def close(self) -> None:

@@ -48,6 +48,7 @@ from ops.detector_quality import Quality, score
 from ops.pipeline import LABELS_FILE, enrol_demo_producers, run_simulation
 from producers.simulator import SimAnomalies
 from projections.base import LoggedEvent, decode_record
+from projections.runner import gc_paused
 
 __all__ = [
     "engine_pass",
@@ -122,18 +123,20 @@ def engine_pass(ruleset: RuleSet, events: list[LoggedEvent]) -> tuple[list[Emitt
             out.extend(emitted)
             emitted = [e for item in emitted for e in engine.process(_logged(item), now)]
 
-    for event in events:
-        ts = parse_ts(event.occurred_at)
-        due = engine.next_due()
-        while due is not None and due < ts:  # a live detector ticks at each due time
-            feed_back(engine.advance(due), due)
+    with gc_paused():  # as `Detector.run_once` runs the engine
+        for event in events:
+            ts = parse_ts(event.occurred_at)
             due = engine.next_due()
-        now = max(now, ts)
-        feed_back(engine.process(event, now), now)
-    # the run ends at its last simulated event (the engine's watermark: events no rule reads,
-    # such as the wall-clock-stamped key enrolments before the history, do not move it)
-    end = engine.state.watermark
-    feed_back(engine.advance(end), end)
+            while due is not None and due < ts:  # a live detector ticks at each due time
+                feed_back(engine.advance(due), due)
+                due = engine.next_due()
+            now = max(now, ts)
+            feed_back(engine.process(event, now), now)
+        # the run ends at its last simulated event (the engine's watermark: events no rule
+        # reads, such as the wall-clock-stamped key enrolments before the history, do not move
+        # it)
+        end = engine.state.watermark
+        feed_back(engine.advance(end), end)
     return out, time.perf_counter() - started
 
 

@@ -458,10 +458,12 @@ def plan_matter(
                 "party_kind": party_kind,
                 "served_on": cst_date(t),
             }
-            if kind == "hearing_right_violation":
-                labels.append((t, kind, cast.handler.id))
         elif name == "penalty_decided" and terms is not None:
             data = dict(terms["data"], major=major)
+            if kind == "hearing_right_violation":
+                # observable (R14) when the decision is taken without the hearing rights having
+                # been told: labelled then, so a run that ends before the decision has no label
+                labels.append((t, kind, cast.handler.id))
             if kind in (
                 "penalty_outside_tier",
                 "penalty_no_reason",
