@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from alerts.predicates import FACTS, evaluate
-from alerts.view import MISSING, View, as_decimal
+from alerts.view import MISSING, View, as_decimal, compare
 
 __all__ = ["Getter", "Pred", "compile_condition", "compile_path"]
 
@@ -83,26 +83,11 @@ def _right(raw: Any, params: Mapping[str, Any]) -> tuple[Any, Callable[..., Any]
     return raw, None
 
 
-def _compare(op: str, left: Any, right: Any) -> bool:
-    if left is MISSING or right is MISSING:
-        return op == "ne"
-    if op == "eq":
-        return bool(left == right)
-    if op == "ne":
-        return bool(left != right)
-    if op == "in":
-        return isinstance(right, list | tuple | Mapping) and left in right
-    a, b = as_decimal(left), as_decimal(right)
-    if a is None or b is None:
-        return False
-    return a >= b if op == "gte" else a <= b
-
-
 def _comparison(op: str, path: str, raw: Any, params: Mapping[str, Any]) -> Pred:
     get = compile_path(path)
     const, dynamic = _right(raw, params)
     if dynamic is not None:
-        return lambda view, bound: _compare(op, get(view), dynamic(view, bound))
+        return lambda view, bound: compare(op, get(view), dynamic(view, bound))
     right = const
     if right is MISSING:
         return lambda view, bound: op == "ne"
@@ -145,7 +130,7 @@ def _comparison(op: str, path: str, raw: Any, params: Mapping[str, Any]) -> Pred
             return a >= b if gte else a <= b
 
         return order
-    return lambda view, bound: _compare(op, get(view), right)
+    return lambda view, bound: compare(op, get(view), right)
 
 
 def compile_condition(cond: Mapping[str, Any] | None, params: Mapping[str, Any]) -> Pred:

@@ -26,7 +26,7 @@ from typing import Any
 
 from alerts.facts_enforcement import ENFORCEMENT_FACTS
 from alerts.facts_penalty import PENALTY_DEADLINES, PENALTY_FACTS
-from alerts.view import MISSING, View, as_decimal, field
+from alerts.view import MISSING, View, as_decimal, compare, field
 
 __all__ = [
     "DEADLINES",
@@ -101,21 +101,6 @@ def resolve_value(
     return value
 
 
-def _compare(op: str, left: Any, right: Any) -> bool:
-    if left is MISSING or right is MISSING:
-        return op == "ne"
-    if op == "eq":
-        return bool(left == right)
-    if op == "ne":
-        return bool(left != right)
-    if op == "in":
-        return isinstance(right, list | tuple | Mapping) and left in right
-    a, b = as_decimal(left), as_decimal(right)
-    if a is None or b is None:
-        return False
-    return a >= b if op == "gte" else a <= b
-
-
 def evaluate(
     cond: Mapping[str, Any] | None,
     view: View,
@@ -138,4 +123,4 @@ def evaluate(
     if op == "fact":
         return FACTS[arg](view, params)
     path, raw = arg
-    return _compare(op, field(view, path), resolve_value(raw, view, params, bound))
+    return compare(op, field(view, path), resolve_value(raw, view, params, bound))

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["MISSING", "View", "as_decimal", "field"]
+__all__ = ["MISSING", "View", "as_decimal", "compare", "field"]
 
 MISSING: Any = object()
 
@@ -36,3 +36,20 @@ def as_decimal(value: Any) -> Decimal | None:
         except InvalidOperation:
             return None
     return None
+
+
+def compare(op: str, left: Any, right: Any) -> bool:
+    """One comparison of a condition: eq / ne / in, or gte / lte on integers and decimal strings
+    (exact `Decimal`, never floats). A missing side makes every comparison false (`ne` true)."""
+    if left is MISSING or right is MISSING:
+        return op == "ne"
+    if op == "eq":
+        return bool(left == right)
+    if op == "ne":
+        return bool(left != right)
+    if op == "in":
+        return isinstance(right, list | tuple | Mapping) and left in right
+    a, b = as_decimal(left), as_decimal(right)
+    if a is None or b is None:
+        return False
+    return a >= b if op == "gte" else a <= b
