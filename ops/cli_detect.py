@@ -24,6 +24,7 @@ from alerts.rules import RULES_DIR, load_ruleset
 from alerts.state import open_snapshots
 from ops.cli import EXIT_CODES_HELP, _open, ledger_option, main
 from ops.cli_options import metrics_port_option
+from ops.cli_rules import region_option, rules_dir_option
 from ops.detector_metrics import DetectorMetrics
 from ops.metrics import MetricsServer, NeikongMetrics, serve_metrics
 
@@ -47,14 +48,8 @@ def _line(run: DetectorRun, elapsed: float) -> str:
     show_default=True,
     help="Seconds between passes.",
 )
-@click.option("--region", help="Apply alerts/rules/overrides/<region>.yaml.")
-@click.option(
-    "--rules",
-    "rules_dir",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="Rules directory (default: the packaged alerts/rules).",
-)
+@region_option
+@rules_dir_option
 @click.option("--reset", is_flag=True, help="Drop the snapshot and replay the whole log.")
 @metrics_port_option("neikong-detector")
 def detect(  # noqa: PLR0917 - one parameter per click option

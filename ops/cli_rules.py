@@ -29,6 +29,8 @@ rules_dir_option = click.option(
     help="Rules directory (default: the packaged alerts/rules).",
 )
 
+region_option = click.option("--region", help="Apply alerts/rules/overrides/<region>.yaml.")
+
 RULES_EXIT_HELP = "\b\nExit codes: 0 pass, 1 failure found, 2 usage error, 3 operational error."
 
 

@@ -22,6 +22,7 @@ from alerts.rules import RULES_DIR, load_ruleset
 from ledger.ledger import CONFIG_FILE, Ledger
 from ops.cli import EXIT_CODES_HELP, _dir, ledger_option, main
 from ops.cli_options import metrics_port_option
+from ops.cli_rules import region_option, rules_dir_option
 from ops.metrics import MetricsServer, serve_metrics
 from ops.service import Service, ServiceSettings, SimulationSettings
 from producers.simulator import SimAnomalies
@@ -43,14 +44,8 @@ def _log(line: str) -> None:
     show_default=True,
     help="Seconds between passes (feed, ingest, projections, detector).",
 )
-@click.option("--region", help="Apply alerts/rules/overrides/<region>.yaml.")
-@click.option(
-    "--rules",
-    "rules_dir",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="Rules directory (default: the packaged alerts/rules).",
-)
+@region_option
+@rules_dir_option
 @click.option(
     "--simulate",
     "rate",
