@@ -27,16 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
-from types import MappingProxyType
 from typing import Any
 
 from alerts.calendar import Calendar, format_ts, local_date, parse_ts
-from alerts.compiled import Getter, Pred, compile_condition, compile_path
-from alerts.dispatch import Route, handles, keys_of, remembers, rule_reads
+from alerts.compiled import Getter, compile_path
+from alerts.dispatch import keys_of, rule_reads
 from alerts.escalation import CardCounter
-from alerts.matchers import MatchKinds, selector_types
-from alerts.predicates import evaluate
+from alerts.matchers import NO_BOUND, MatchKinds
+from alerts.plans import Plan, RuleCode, compile_plan
 from alerts.rules import Rule, RuleSet
 from alerts.state import DetectorState
 from alerts.timers import Timer, TimerHeap
@@ -46,9 +44,6 @@ from alerts.warnings import LEVELS, Emitted, derive_event_id, level_index, warni
 from projections.base import LoggedEvent
 
 __all__ = ["Engine", "EngineStats", "event_view"]
-
-MAX_COMPILED = 4096
-NO_BOUND: Mapping[str, Any] = MappingProxyType({})  # read-only: shared by every evaluation
 
 
 def event_view(event: LoggedEvent) -> dict[str, Any]:
@@ -103,18 +98,19 @@ class Engine(MatchKinds):
         self.cards = CardCounter(self)
         self._reads: dict[str, frozenset[str]] = {}
         self._follows: dict[str, bool] = {}
+        self._codes: dict[str, RuleCode] = {}
         for rule in ruleset:
             self.state.rules.setdefault(rule.id, {})
             self._reads[rule.id] = rule_reads(rule)
             self._follows[rule.id] = (
                 rule.kind == "absence" and rule.attribution["rule"] == "primary_responsibility"
             )
+            self._codes[rule.id] = RuleCode(rule)
         # Per-event dispatch, compiled once (rules depend on the rule set only): event type ->
-        # (rule, handler, follower) in rule-set order; (rule id, event type) -> key getters;
-        # id(selector) -> (selector, params, types, compiled `where`).
-        self._routes: dict[str, tuple[Route, ...]] = {}
+        # (plans in rule-set order, whether a rule reads the type); key paths -> getters.
+        self._routes: dict[str, tuple[tuple[Plan, ...], bool]] = {}
         self._key_getters: dict[tuple[str, ...], tuple[Getter, ...]] = {}
-        self._selectors: dict[int, tuple[Any, Any, frozenset[str], Pred]] = {}
+        self._due_cache = {}
 
     # -- public surface --------------------------------------------------------------------
 
@@ -125,78 +121,90 @@ class Engine(MatchKinds):
         return self.state.open
 
     def process(self, event: LoggedEvent, now: int) -> list[Emitted]:
-        self.stats.processed += 1
-        by_type = self.stats.processed_by_type
-        by_type[event.type] = by_type.get(event.type, 0) + 1
+        stats, state = self.stats, self.state
+        stats.processed += 1
+        event_type = event.type
+        by_type = stats.processed_by_type
+        by_type[event_type] = by_type.get(event_type, 0) + 1
         ts = parse_ts(event.occurred_at)
-        routes = self._route(event.type)
-        if any(not route[2] for route in routes):  # a rule reads this type (not only follows)
+        plans, read = self._routes.get(event_type) or self._route(event_type)
+        if read:  # a rule reads this type (not only follows it)
             # Only events some rule reads move event time: the ledger's own events (key
             # registry, projection roots, audit records) are stamped by the wall clock of the
             # service that wrote them, and a replayed history must not jump to "now" because an
             # enrolment sits before it in the log (every pending timer would fire at once).
-            self.state.watermark = max(self.state.watermark, min(ts, now))
-        out = self._fire(self.state.watermark, strict=True, now=now)
-        view = event_view(event)
-        if event.type == "warning.closed":
+            state.watermark = max(state.watermark, min(ts, now))
+        heap = self.timers.items
+        out: list[Emitted] = []
+        if heap and heap[0][0] < state.watermark:
+            out = self._fire(state.watermark, strict=True, now=now)
+        if event_type == "warning.closed":
             self._close(event.stream)
-        late = self.state.late
+        if not plans:
+            return out
+        view = event_view(event)
+        late = state.late
+        rules = state.rules
         keyed: dict[int, list[str]] = {}  # rules with the same key paths share the keys
-        for rule, handler, follower, acts, keeps, getters in routes:
+        for plan in plans:
+            follower = plan.follower
             pending: Mapping[str, Any] = {}
             if follower:  # not a selector's type: only a possible role for a pending absence
-                pending = self.state.rules[rule.id]
+                pending = rules[plan.rule.id]
                 if not pending:
                     continue
+            getters = plan.getters
             keys = keyed.get(id(getters))
             if keys is None:
                 keys = keyed[id(getters)] = keys_of(getters, view)
             for key in keys:
-                if late and f"{rule.id}\n{key}" in late:
-                    out += self._flush_late(rule, key)
+                if late and f"{plan.rule.id}\n{key}" in late:
+                    out += self._flush_late(plan.rule, key)
                 if follower and key not in pending:
                     continue  # no absence pending for this key: nothing to track
-                if acts:
-                    seen = self.with_history(rule, key, view, ts) if keeps is not None else view
-                    out += handler(rule, key, seen, ts)
+                keeps = plan.keeps
+                if plan.acts:
+                    seen = view if keeps is None else self.with_history(plan.code, key, view, ts)
+                    out += plan.handler(plan, key, seen, ts)
                 if keeps:
-                    self.remember(rule, key, view, ts)
+                    self.remember(plan, key, view, ts)
         return out
 
-    def _route(self, event_type: str) -> tuple[Route, ...]:
-        """The rules an event of `event_type` may concern, in rule-set order, with their
-        handler, whether they only follow it for a pending absence's roles, whether the
-        handler can act on it at all (`handles`), whether it may enter or drop the key's
-        history (`remembers`), and the key getters."""
+    def _route(self, event_type: str) -> tuple[tuple[Plan, ...], bool]:
+        """The rules an event of `event_type` may concern, in rule-set order, each compiled
+        for the type (`alerts.plans.Plan`: handler, whether the rule only follows the type
+        for a pending absence's roles, whether the handler can act on it, whether it may
+        enter or drop the key's history, key getters, selectors); and whether any of them
+        reads the type (not only follows it)."""
         route = self._routes.get(event_type)
         if route is None:
-            route = tuple(
-                (
+            plans = tuple(
+                compile_plan(
                     rule,
-                    getattr(self, f"_on_{rule.kind}"),
-                    event_type not in self._reads[rule.id],
-                    handles(rule, event_type),
-                    remembers(rule, event_type),
-                    self._getters(rule, event_type),
+                    self._codes[rule.id],
+                    event_type,
+                    handler=getattr(self, f"_on_{rule.kind}"),
+                    follower=event_type not in self._reads[rule.id],
+                    getters=self._getters(rule, event_type),
                 )
                 for rule in self.ruleset
                 if event_type in self._reads[rule.id] or self._follows[rule.id]
             )
-            self._routes[event_type] = route
+            route = self._routes[event_type] = (plans, any(not p.follower for p in plans))
         return route
 
     def advance(self, now: int) -> list[Emitted]:
         out = self._fire(now, strict=False, now=now)
         for rk in sorted(self.state.late):
             rule_id, key = rk.split("\n", 1)
-            out += self._flush_late(self.ruleset.get(rule_id), key)
+            out += self._flush_late(self._rule(rule_id), key)
         return out
 
     # -- keys, exceptions, attribution -----------------------------------------------------
 
-    def _key(self, rule: Rule, view: Mapping[str, Any]) -> list[str]:
-        """The keys of `view` for `rule` (see `alerts.dispatch.keys_of`)."""
-        return keys_of(self._getters(rule, view["type"]), view)
+    def _rule(self, rule_id: str) -> Rule:
+        code = self._codes.get(rule_id)
+        return code.rule if code is not None else self.ruleset.get(rule_id)  # raises RuleError
 
     def _getters(self, rule: Rule, event_type: str) -> tuple[Getter, ...]:
         """`match.key_for[type]` or `match.key` paths, compiled; one tuple per distinct paths."""
@@ -210,11 +218,12 @@ class Engine(MatchKinds):
         return self.state.rules.setdefault(rule.id, {})
 
     def exception_applies(self, rule: Rule, view: Mapping[str, Any], ts: int) -> bool:
+        exceptions = self._codes[rule.id].exceptions
+        if not exceptions:
+            return False
         day = local_date(ts)
-        for exc in rule.exceptions:
-            if day <= date.fromisoformat(exc["expires"]) and evaluate(
-                exc["when"], view, rule.params
-            ):
+        for exc in exceptions:
+            if day <= exc.expires and exc.when(view, NO_BOUND):
                 self.stats.exceptions_applied += 1
                 by_rule = self.stats.exceptions_by_rule
                 by_rule[rule.id] = by_rule.get(rule.id, 0) + 1
@@ -320,7 +329,7 @@ class Engine(MatchKinds):
         if not heap or heap[0][0] > until:
             return out  # nothing due (the common case: checked before every event)
         for timer in self.timers.pop_due(until, strict):
-            rule = self.ruleset.get(timer.rule_id)
+            rule = self._rule(timer.rule_id)
             pending = self._keys(rule).get(timer.key)
             if not self._current(timer, pending):
                 continue
@@ -377,25 +386,9 @@ class Engine(MatchKinds):
 
     # -- match kinds -----------------------------------------------------------------------
 
-    def _matches(
-        self,
-        rule: Rule,
-        selector: Mapping[str, Any],
-        view: Mapping[str, Any],
-        bound: Mapping[str, Any] | None = None,
-    ) -> bool:
-        entry = self._selectors.get(id(selector))
-        if entry is None or entry[0] is not selector or entry[1] is not rule.params:
-            if len(self._selectors) > MAX_COMPILED:
-                self._selectors.clear()  # selectors built per call: keep the cache bounded
-            where = compile_condition(selector.get("where"), rule.params)
-            entry = (selector, rule.params, frozenset(selector_types(selector)), where)
-            self._selectors[id(selector)] = entry
-        return view["type"] in entry[2] and entry[3](view, bound or NO_BOUND)
-
     def _trigger(
         self,
-        rule: Rule,
+        code: RuleCode,
         key: str,
         view: Mapping[str, Any],
         ts: int,
@@ -403,6 +396,7 @@ class Engine(MatchKinds):
         triggers: list[str],
         level_step: int = 0,
     ) -> list[Emitted]:
+        rule = code.rule
         if self.exception_applies(rule, view, ts):
             return []
         spec = rule.levels[level_step]

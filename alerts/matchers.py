@@ -1,6 +1,6 @@
 """The match kinds of the engine (DOMAIN.md §5.1): predicate, threshold, value_count, sequence,
-absence, aggregate_outlier and escalation, each a handler `_on_<kind>(rule, key, view, ts)` over
-the keyed state.
+absence, aggregate_outlier and escalation, each a handler `_on_<kind>(plan, key, view, ts)` over
+the keyed state; `plan` is the rule compiled for the event's type (`alerts.plans.Plan`).
 
 Predicate and sequence rules MAY give levels a `when` condition: the warning takes the first
 level whose `when` holds for the triggering event (a level without `when` always holds).
@@ -23,14 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from alerts.calendar import DAY_S, extend_due
+from alerts.compiled import Getter
 from alerts.outlier import outlier_verdict
-from alerts.predicates import DEADLINES, evaluate
-from alerts.rules import Rule, parse_ratio
+from alerts.predicates import DEADLINES
+from alerts.rules import Rule
 from alerts.timers import Limit, Timer, level_due
-from alerts.view import MISSING
+from alerts.view import MISSING, View
 from alerts.view import field as get
 from alerts.warnings import Emitted
 from ledger.workdays import OutsideCalendar
@@ -39,10 +41,15 @@ if TYPE_CHECKING:
     from alerts.calendar import Calendar
     from alerts.engine import EngineStats
     from alerts.escalation import CardCounter
+    from alerts.plans import Plan, RuleCode
     from alerts.state import DetectorState
     from alerts.timers import TimerHeap
 
-__all__ = ["MAX_PARTIALS", "ROLE_BY_STEP", "MatchKinds", "selector_types"]
+__all__ = ["MAX_PARTIALS", "NO_BOUND", "ROLE_BY_STEP", "MatchKinds", "selector_types"]
+
+NO_BOUND: Mapping[str, Any] = MappingProxyType({})  # read-only: shared by every evaluation
+LOCAL_OFFSET_S = 8 * 3600  # China Standard Time (ledger.workdays.CST): no daylight saving
+MAX_DUE_CACHE = 65_536
 
 ROLE_BY_STEP = {
     "accept": "handler",
@@ -67,65 +74,49 @@ class MatchKinds:
     cards: CardCounter
     stats: EngineStats
 
+    _due_cache: dict[tuple[str, Limit, int], tuple[int | None, ...]]
+
     if TYPE_CHECKING:
 
         def _keys(self, rule: Rule) -> dict[str, Any]: ...
 
-        def _matches(
-            self,
-            rule: Rule,
-            selector: Mapping[str, Any],
-            view: Mapping[str, Any],
-            bound: Mapping[str, Any] | None = None,
-        ) -> bool: ...
-
         def _trigger(
             self,
-            rule: Rule,
+            code: RuleCode,
             key: str,
-            view: Mapping[str, Any],
+            view: View,
             ts: int,
             *,
             triggers: list[str],
             level_step: int = 0,
         ) -> list[Emitted]: ...
 
-    @staticmethod
-    def _level_step(
-        rule: Rule, view: Mapping[str, Any], bound: Mapping[str, Any] | None = None
-    ) -> int:
-        """The first level whose `when` holds for the triggering event (no `when`: always)."""
-        for step, spec in enumerate(rule.levels):
-            if "when" not in spec or evaluate(spec["when"], view, rule.params, bound):
-                return step
-        return 0
-
     # -- per-key history (match.history) -------------------------------------------------
 
-    def with_history(self, rule: Rule, key: str, view: dict[str, Any], ts: int) -> dict[str, Any]:
+    def with_history(self, code: RuleCode, key: str, view: View, ts: int) -> View:
         """`view` plus `history`: the earlier events of `key` the rule keeps (oldest first,
         inside `history.window`), for facts to read; `view` itself if the rule keeps none."""
-        spec = rule.match.get("history")
-        if not spec:
+        if code.history is None:
             return view
-        kept = self.state.rules.get(f"{rule.id}#history", {}).get(key, [])
-        window = spec.get("window")
-        if window is not None and kept:
-            cutoff = ts - int(rule.value(window)["days"]) * DAY_S
+        kept = self.state.rules.get(code.history_id, {}).get(key, [])
+        cutoff_s = code.history_window_s
+        if cutoff_s is not None and kept:
+            cutoff = ts - cutoff_s
             kept = [h for h in kept if h["ts"] > cutoff]
         return {**view, "history": kept}
 
-    def remember(self, rule: Rule, key: str, view: Mapping[str, Any], ts: int) -> None:
+    def remember(self, plan: Plan, key: str, view: View, ts: int) -> None:
         """Keep `view` in `key`'s history when it matches `history` (at most `max` events,
         the latest); forget the key after an event matching one of `history.drop`."""
-        spec = rule.match.get("history")
-        if not spec:
+        code = plan.code
+        if code.history is None:
             return
-        store = self.state.rules.setdefault(f"{rule.id}#history", {})
-        if self._matches(rule, spec, view):
+        store = self.state.rules.setdefault(code.history_id, {})
+        enter = plan.enter
+        if enter is not None and enter(view, NO_BOUND):
             slim = {k: view[k] for k in ("type", "event_id", "occurred_at", "actor", "data")}
             slim["ts"], slim["seq"] = ts, view.get("position", 0)
-            limit = int(rule.value(spec["max"]))
+            limit = code.history_max
             kept = store.get(key)
             if kept is None:
                 store[key] = [slim][-limit:]
@@ -133,110 +124,107 @@ class MatchKinds:
                 kept.append(slim)
                 if len(kept) > limit:
                     del kept[:-limit]
-        if key in store and any(self._matches(rule, d, view) for d in spec.get("drop", [])):
+        if plan.drop and key in store and any(d(view, NO_BOUND) for d in plan.drop):
             del store[key]
 
-    def _on_predicate(
-        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int
-    ) -> list[Emitted]:
-        if not self._matches(rule, rule.match["trigger"], view):
+    def _on_predicate(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
+        trigger = plan.trigger
+        if trigger is None or not trigger(view, NO_BOUND):
             return []
         return self._trigger(
-            rule,
+            plan.code,
             key,
             view,
             ts,
             triggers=[view["event_id"]],
-            level_step=self._level_step(rule, view),
+            level_step=plan.code.level_step(view, NO_BOUND),
         )
 
-    def _on_aggregate_outlier(
-        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int
-    ) -> list[Emitted]:
+    def _on_aggregate_outlier(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
         """Per peer group, the cases of the window; the event's official compared with peers."""
-        m = rule.match
-        if not self._matches(rule, m["trigger"], view):
+        trigger, code = plan.trigger, plan.code
+        if trigger is None or not trigger(view, NO_BOUND):
             return []
-        official, value = get(view, m["subject"]), get(view, m["value"])
-        group = [get(view, path) for path in m["group"]]
+        official, value = code.subject(view), code.value(view)
+        group = [g(view) for g in code.group]
         if not isinstance(official, str) or not isinstance(value, str | int):
             return []
         if any(g is MISSING or isinstance(g, dict | list) for g in group):
             return []
         gkey = "group|" + "|".join(str(g) for g in group)
-        cutoff = ts - int(rule.value(m["window"])["days"]) * DAY_S
-        keys = self._keys(rule)
+        assert code.window_s is not None
+        cutoff = ts - code.window_s
+        keys = self._keys(plan.rule)
         cases = [c for c in keys.get(gkey, []) if c[0] > cutoff]
         cases.append([ts, view["event_id"], official, str(value)])
         keys[gkey] = cases
         hits = outlier_verdict(
             cases,
             official,
-            min_cases=int(rule.value(m["min_cases"])),
-            min_peers=int(rule.value(m["min_peers"])),
-            sigmas=parse_ratio(rule.value(m["sigmas"])),
+            min_cases=code.min_cases,
+            min_peers=code.min_peers,
+            sigmas=code.sigmas,
         )
         if hits is None:
             return []
-        return self._trigger(rule, key, view, ts, triggers=hits)
+        return self._trigger(code, key, view, ts, triggers=hits)
 
     def _window_hits(
-        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int, value: Any
+        self, plan: Plan, key: str, view: View, ts: int, value: Any
     ) -> list[list[Any]] | None:
-        if not self._matches(rule, rule.match["trigger"], view):
+        trigger = plan.trigger
+        if trigger is None or not trigger(view, NO_BOUND):
             return None
-        window = rule.value(rule.match["window"])
-        cutoff = ts - int(window["days"]) * DAY_S
-        hits = [h for h in self._keys(rule).get(key, []) if h[0] > cutoff]
+        assert plan.code.window_s is not None
+        cutoff = ts - plan.code.window_s
+        keys = self._keys(plan.rule)
+        hits = [h for h in keys.get(key, []) if h[0] > cutoff]
         hits.append([ts, view["event_id"], value])
-        self._keys(rule)[key] = hits
+        keys[key] = hits
         return hits
 
-    def _on_threshold(
-        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int
-    ) -> list[Emitted]:
-        hits = self._window_hits(rule, key, view, ts, None)
-        if hits is None or len(hits) < int(rule.value(rule.match["count"])):
+    def _on_threshold(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
+        hits = self._window_hits(plan, key, view, ts, None)
+        if hits is None or len(hits) < plan.code.count:
             return []
-        return self._trigger(rule, key, view, ts, triggers=[h[1] for h in hits])
+        return self._trigger(plan.code, key, view, ts, triggers=[h[1] for h in hits])
 
-    def _on_value_count(
-        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int
-    ) -> list[Emitted]:
-        value = get(view, rule.match["distinct"])
-        hits = self._window_hits(rule, key, view, ts, None if value is MISSING else value)
-        if hits is None or len({h[2] for h in hits if h[2] is not None}) < int(
-            rule.value(rule.match["count"])
-        ):
+    def _on_value_count(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
+        assert plan.code.distinct is not None
+        value = plan.code.distinct(view)
+        hits = self._window_hits(plan, key, view, ts, None if value is MISSING else value)
+        if hits is None or len({h[2] for h in hits if h[2] is not None}) < plan.code.count:
             return []
-        return self._trigger(rule, key, view, ts, triggers=[h[1] for h in hits])
+        return self._trigger(plan.code, key, view, ts, triggers=[h[1] for h in hits])
 
-    def _on_sequence(self, rule: Rule, key: str, view: Mapping[str, Any], ts: int) -> list[Emitted]:
-        steps = rule.match["steps"]
-        keys = self._keys(rule)
+    def _on_sequence(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
+        steps, code = plan.steps, plan.code
+        keys = self._keys(plan.rule)
         partials: list[dict[str, Any]] = keys.get(key, [])
-        span = rule.match.get("maxspan")
-        if span is not None:
-            cutoff = ts - int(rule.value(span)["days"]) * DAY_S
+        if code.span_s is not None:
+            cutoff = ts - code.span_s
             partials = [p for p in partials if p["ts"] > cutoff]
-        if partials and any(self._matches(rule, s, view) for s in rule.match.get("cancel", [])):
+        if partials and any(c(view, NO_BOUND) for c in plan.cancel):
             keys.pop(key, None)  # the matter ended: its partial matches can never complete
             return []
         out: list[Emitted] = []
-        for partial in list(partials):
-            if self._matches(rule, steps[partial["step"]], view, partial["bound"]):
-                partial["step"] += 1
-                partial["ids"].append(view["event_id"])
-                self._bind(steps[partial["step"] - 1], view, partial["bound"])
-                if partial["step"] == len(steps):
-                    partials.remove(partial)
-                    step = self._level_step(rule, view, partial["bound"])
-                    out += self._trigger(
-                        rule, key, view, ts, triggers=partial["ids"], level_step=step
-                    )
-        if not out and self._matches(rule, steps[0], view):
+        if partials and any(p is not None for p in steps):
+            for partial in list(partials):
+                step = steps[partial["step"]]
+                if step is not None and step(view, partial["bound"] or NO_BOUND):
+                    partial["step"] += 1
+                    partial["ids"].append(view["event_id"])
+                    self._bind(code.binds[partial["step"] - 1], view, partial["bound"])
+                    if partial["step"] == len(steps):
+                        partials.remove(partial)
+                        level = code.level_step(view, partial["bound"] or NO_BOUND)
+                        out += self._trigger(
+                            code, key, view, ts, triggers=partial["ids"], level_step=level
+                        )
+        first = steps[0]
+        if not out and first is not None and first(view, NO_BOUND):
             partial = {"step": 1, "ts": ts, "ids": [view["event_id"]], "bound": {}}
-            self._bind(steps[0], view, partial["bound"])
+            self._bind(code.binds[0], view, partial["bound"])
             partials = [*partials, partial][-MAX_PARTIALS:]
         if partials:
             keys[key] = partials
@@ -245,9 +233,9 @@ class MatchKinds:
         return out
 
     @staticmethod
-    def _bind(selector: Mapping[str, Any], view: Mapping[str, Any], bound: dict[str, Any]) -> None:
-        for name, path in (selector.get("bind") or {}).items():
-            value = get(view, path)
+    def _bind(binds: tuple[tuple[str, Getter], ...], view: View, bound: dict[str, Any]) -> None:
+        for name, getter in binds:
+            value = getter(view)
             if value is not MISSING:
                 bound[name] = value
 
@@ -267,35 +255,35 @@ class MatchKinds:
             return Limit.of(table)
         return Limit.of(within)
 
-    def _on_absence(self, rule: Rule, key: str, view: Mapping[str, Any], ts: int) -> list[Emitted]:
-        m = rule.match
+    def _on_absence(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
+        rule, code = plan.rule, plan.code
         keys = self._keys(rule)
         pending = keys.get(key)
         if pending is not None:
-            if not any(self._matches(rule, s, view) for s in [*m["expect"], *m.get("cancel", [])]):
-                if any(self._matches(rule, s, view) for s in m.get("escalate") or []):
+            if not any(p(view, NO_BOUND) for p in plan.ends):
+                if any(p(view, NO_BOUND) for p in plan.escalate):
                     return self._trigger(  # a level without `at`: raised by this event
-                        rule,
+                        code,
                         key,
                         view,
                         ts,
                         triggers=[pending["start"]["id"], view["event_id"]],
                         level_step=len(rule.levels) - 1,
                     )
-                extend = m.get("extend")
-                if extend and view["type"] in selector_types(extend):
+                if plan.extends:
                     self._extend(rule, key, pending, view)
-                if rule.attribution["rule"] == "primary_responsibility":
+                if code.primary:
                     self._track_role(pending, view)
                 return []
             del keys[key]
-            if not m.get("rearm"):
+            if not code.rearm:
                 return []  # with `rearm`, an event that fulfils and starts opens the next period
-        if not self._matches(rule, m["start"], view):
+        start = plan.start
+        if start is None or not start(view, NO_BOUND):
             return []
         try:
             limit = self._limit(rule, view)
-            dues = self._dues(rule, limit, ts) if limit else None
+            dues = self._dues(code, limit, ts) if limit else None
         except OutsideCalendar:
             self.stats.outside_calendar += 1
             return []
@@ -315,24 +303,36 @@ class MatchKinds:
                 self.timers.push(Timer(due, rule.id, key, step, view["event_id"]))
         return []
 
-    def _dues(self, rule: Rule, limit: Limit, ts: int) -> list[int | None]:
-        return [
+    def _dues(self, code: RuleCode, limit: Limit, ts: int) -> list[int | None]:
+        """The due time of each level (None: no `at`). A limit in days depends on the start's
+        local date only (`ledger.workdays`: day 0 is the start day), so its due times are
+        computed once per (rule, limit, local date); a date deadline depends on the instant."""
+        cache_key = None
+        if limit.deadline is None:
+            cache_key = (code.id, limit, (ts + LOCAL_OFFSET_S) // DAY_S)
+            known = self._due_cache.get(cache_key)
+            if known is not None:
+                return list(known)
+        dues = [
             None
-            if "at" not in spec
+            if spec is None
             else level_due(
                 ts,
                 limit,
-                fraction=parse_ratio(rule.value(spec["at"]["fraction"])),
-                plus=rule.value(spec["at"]["plus"]) if "plus" in spec["at"] else None,
-                plus_extension=bool(spec["at"].get("plus_extension")),
+                fraction=spec.fraction,
+                plus=spec.plus,
+                plus_extension=spec.plus_extension,
                 calendar=self.calendar,
             )
-            for spec in rule.levels
+            for spec in code.level_dues
         ]
+        if cache_key is not None:
+            if len(self._due_cache) >= MAX_DUE_CACHE:
+                self._due_cache.clear()
+            self._due_cache[cache_key] = tuple(dues)
+        return dues
 
-    def _extend(
-        self, rule: Rule, key: str, pending: dict[str, Any], view: Mapping[str, Any]
-    ) -> None:
+    def _extend(self, rule: Rule, key: str, pending: dict[str, Any], view: View) -> None:
         extend = rule.match["extend"]
         days, kind = get(view, extend["days"]), get(view, extend["calendar"])
         if not isinstance(days, int) or kind not in ("working", "natural"):
@@ -353,7 +353,7 @@ class MatchKinds:
                 )
 
     @staticmethod
-    def _track_role(pending: dict[str, Any], view: Mapping[str, Any]) -> None:
+    def _track_role(pending: dict[str, Any], view: View) -> None:
         actor = view.get("actor") or {}
         role = actor.get("role")
         if role not in ("handler", "reviewer", "approver"):
@@ -364,9 +364,7 @@ class MatchKinds:
         if role and isinstance(actor.get("official"), str):
             pending["roles"][role] = actor["official"]
 
-    def _on_escalation(
-        self, rule: Rule, key: str, view: Mapping[str, Any], ts: int
-    ) -> list[Emitted]:
-        if view["type"] not in selector_types({"event": rule.match["over"]}):
+    def _on_escalation(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
+        if plan.trigger is None:
             return []
-        return self.cards.on_warning(rule, key, view, ts)
+        return self.cards.on_warning(plan.rule, key, view, ts)

@@ -1,0 +1,190 @@
+"""Rules compiled once for the engine's hot path: per rule (`RuleCode`) and per rule and event
+type (`Plan`).
+
+The engine used to look each selector up and compile it on first use, then test the event's
+type against it on every call. Here everything that depends on the rule (and the event type)
+alone is resolved when the engine first sees the type:
+
+- `RuleCode`: the rule's constants (window and span in seconds, counts, history bounds, the
+  levels' `when` and the exceptions' `when` as compiled conditions, expiry dates, attribution
+  getters, `bind` getters of sequence steps, due-time fractions).
+- `Plan`: for one event type, each selector of the rule compiled to its `where` if the selector
+  names the type, else left out (`None` or absent from a tuple): a selector that does not name
+  the event's type never matches it (`alerts.engine.Engine._matches`), so leaving it out gives
+  the same result without the call.
+
+Guarantees: every value here MUST equal what the interpreted path computes from the rule for
+the same event (`alerts.predicates.evaluate`, `alerts.rules.Rule.value`, `parse_ratio`); a plan
+only moves work out of the per-event path. Conditions stay data compiled into closures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from fractions import Fraction
+from typing import Any
+
+from alerts.calendar import DAY_S
+from alerts.compiled import Getter, Pred, compile_condition, compile_path
+from alerts.dispatch import handles, remembers
+from alerts.rules import Rule, parse_ratio
+
+__all__ = ["Plan", "RuleCode", "compile_plan"]
+
+
+def _types(selector: Mapping[str, Any]) -> frozenset[str]:
+    event = selector["event"]
+    return frozenset((event,) if isinstance(event, str) else event)
+
+
+def _days_s(rule: Rule, ref: Any) -> int | None:
+    return None if ref is None else int(rule.value(ref)["days"]) * DAY_S
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Exception_:
+    """One compiled exception: `when` and the last local date it applies on."""
+
+    when: Pred
+    expires: date
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LevelDue:
+    """A level's `at`, resolved: None for a level raised only by `escalate` events."""
+
+    fraction: Fraction
+    plus: Mapping[str, Any] | None
+    plus_extension: bool
+
+
+class RuleCode:
+    """What the engine needs of one rule, compiled once (see the module docstring)."""
+
+    def __init__(self, rule: Rule) -> None:
+        m, params = rule.match, rule.params
+        self.rule = rule
+        self.id = rule.id
+        self.history_id = f"{rule.id}#history"
+        history = m.get("history")
+        self.history: Mapping[str, Any] | None = history or None
+        self.history_max = int(rule.value(history["max"])) if history else 0
+        self.history_window_s = _days_s(rule, history.get("window")) if history else None
+        self.window_s = _days_s(rule, m.get("window"))
+        self.span_s = _days_s(rule, m.get("maxspan"))
+        self.count = int(rule.value(m["count"])) if "count" in m else 0
+        self.distinct: Getter | None = compile_path(m["distinct"]) if "distinct" in m else None
+        self.levels_when: tuple[Pred | None, ...] = tuple(
+            compile_condition(spec["when"], params) if "when" in spec else None
+            for spec in rule.levels
+        )
+        self.exceptions = tuple(
+            Exception_(compile_condition(e["when"], params), date.fromisoformat(e["expires"]))
+            for e in rule.exceptions
+        )
+        self.primary = rule.attribution["rule"] == "primary_responsibility"
+        self.rearm = bool(m.get("rearm"))
+        self.binds: tuple[tuple[tuple[str, Getter], ...], ...] = tuple(
+            tuple((name, compile_path(path)) for name, path in (s.get("bind") or {}).items())
+            for s in m.get("steps", [])
+        )
+        self.level_dues: tuple[LevelDue | None, ...] = tuple(
+            None
+            if "at" not in spec
+            else LevelDue(
+                parse_ratio(rule.value(spec["at"]["fraction"])),
+                rule.value(spec["at"]["plus"]) if "plus" in spec["at"] else None,
+                bool(spec["at"].get("plus_extension")),
+            )
+            for spec in rule.levels
+        )
+        if rule.kind == "aggregate_outlier":
+            self.subject: Getter = compile_path(m["subject"])
+            self.value: Getter = compile_path(m["value"])
+            self.group: tuple[Getter, ...] = tuple(compile_path(p) for p in m["group"])
+            self.min_cases = int(rule.value(m["min_cases"]))
+            self.min_peers = int(rule.value(m["min_peers"]))
+            self.sigmas = parse_ratio(rule.value(m["sigmas"]))
+
+    def level_step(self, view: Mapping[str, Any], bound: Mapping[str, Any]) -> int:
+        """The first level whose `when` holds for the triggering event (no `when`: always)."""
+        for step, when in enumerate(self.levels_when):
+            if when is None or when(view, bound):
+                return step
+        return 0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Plan:
+    """One rule for one event type: the engine's route entry (see the module docstring).
+
+    `follower`: the rule does not read the type, it only follows it for a pending absence's
+    roles; `acts`: the handler can act on it (`alerts.dispatch.handles`); `keeps`: the event
+    may enter or drop the key's history (`alerts.dispatch.remembers`; None: no history)."""
+
+    rule: Rule
+    code: RuleCode
+    handler: Callable[..., Any]
+    follower: bool
+    acts: bool
+    keeps: bool | None
+    getters: tuple[Getter, ...]
+    trigger: Pred | None  # trigger (or `over` for escalation: always true) naming the type
+    start: Pred | None
+    ends: tuple[Pred, ...]  # absence: expect + cancel
+    escalate: tuple[Pred, ...]
+    extends: bool
+    cancel: tuple[Pred, ...]  # sequence: cancel
+    steps: tuple[Pred | None, ...]
+    enter: Pred | None  # history
+    drop: tuple[Pred, ...]
+
+
+def _always(view: Any, bound: Any) -> bool:
+    return True
+
+
+def compile_plan(
+    rule: Rule,
+    code: RuleCode,
+    event_type: str,
+    *,
+    handler: Callable[..., Any],
+    follower: bool,
+    getters: tuple[Getter, ...],
+) -> Plan:
+    """The plan of `rule` for events of `event_type`."""
+    m, params = rule.match, rule.params
+
+    def one(selector: Mapping[str, Any] | None) -> Pred | None:
+        if not selector or event_type not in _types(selector):
+            return None
+        return compile_condition(selector.get("where"), params)
+
+    def some(selectors: list[Mapping[str, Any]]) -> tuple[Pred, ...]:
+        return tuple(p for p in map(one, selectors) if p is not None)
+
+    trigger = one(m.get("trigger"))
+    if rule.kind == "escalation":
+        trigger = _always if event_type in _types({"event": m.get("over", [])}) else None
+    history = m.get("history")
+    return Plan(
+        rule=rule,
+        code=code,
+        handler=handler,
+        follower=follower,
+        acts=handles(rule, event_type),
+        keeps=remembers(rule, event_type),
+        getters=getters,
+        trigger=trigger,
+        start=one(m.get("start")),
+        ends=some([*m.get("expect", []), *m.get("cancel", [])]),
+        escalate=some(m.get("escalate") or []),
+        extends=bool(m.get("extend")) and event_type in _types(m["extend"]),
+        cancel=some(m.get("cancel", [])) if rule.kind == "sequence" else (),
+        steps=tuple(one(s) for s in m.get("steps", [])),
+        enter=one(history),
+        drop=some(history.get("drop", [])) if history else (),
+    )
