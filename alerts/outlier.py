@@ -11,7 +11,7 @@ mean value lies strictly below the peers' mean by more than `sigmas` standard de
   cases it decided), σ the population standard deviation of those means;
 - the test is `peer_mean − mean > sigmas · σ` (so with σ = 0 any lower mean is an outlier),
   evaluated on squares of `Fraction`s: no floats, no square roots, the same answer on every
-  machine and in every replay.
+  machine and in every replay (sums are exact, so the order of the peers does not matter).
 
 It returns the official's event ids in the window (the warning's triggers, oldest first), or
 None. It is a statistical signal only: it never decides blame.
@@ -34,6 +34,25 @@ def _value(text: Any) -> Fraction | None:
         return None
 
 
+_PARSED: dict[str, Fraction | None] = {}  # decimal string -> exact value (immutable: cached)
+
+
+def _parsed(raw: Any) -> Fraction | None:
+    if not isinstance(raw, str):
+        return _value(raw)
+    if raw in _PARSED:
+        return _PARSED[raw]
+    value = _value(raw)
+    if len(_PARSED) < 100_000:
+        _PARSED[raw] = value
+    return value
+
+
+def _total(by_denominator: dict[int, int]) -> Fraction:
+    """The exact sum of values kept as numerator sums per denominator."""
+    return sum((Fraction(n, d) for d, n in by_denominator.items()), Fraction(0))
+
+
 def outlier_verdict(
     cases: Sequence[Sequence[Any]],
     official: str,
@@ -42,26 +61,32 @@ def outlier_verdict(
     min_peers: int,
     sigmas: Fraction,
 ) -> list[str] | None:
-    values: dict[str, list[Fraction]] = {}
+    # Per official: the count of values and their sum, kept as integer numerators per
+    # denominator (decimal values share a few denominators), so summing is integer addition.
+    sums: dict[str, dict[int, int]] = {}
+    counts: dict[str, int] = {}
     ids: list[str] = []
     for _ts, event_id, who, raw in cases:
-        value = _value(raw)
+        value = _parsed(raw)
         if value is None:
             continue
-        values.setdefault(str(who), []).append(value)
+        name = str(who)
+        by_denominator = sums.get(name)
+        if by_denominator is None:
+            by_denominator = sums[name] = {}
+        d = value.denominator
+        by_denominator[d] = by_denominator.get(d, 0) + value.numerator
+        counts[name] = counts.get(name, 0) + 1
         if who == official:
             ids.append(str(event_id))
-    own = values.get(official, [])
-    if len(own) < max(min_cases, 1):
+    least = max(min_cases, 1)
+    own = counts.get(official, 0)
+    if own < least:
         return None
-    peers = [
-        sum(v, Fraction(0)) / len(v)
-        for who, v in sorted(values.items())
-        if who != official and len(v) >= max(min_cases, 1)
-    ]
+    peers = [_total(sums[who]) / n for who, n in counts.items() if who != official and n >= least]
     if len(peers) < max(min_peers, 1):
         return None
-    mean = sum(own, Fraction(0)) / len(own)
+    mean = _total(sums[official]) / own
     peer_mean = sum(peers, Fraction(0)) / len(peers)
     variance = sum(((p - peer_mean) ** 2 for p in peers), Fraction(0)) / len(peers)
     gap = peer_mean - mean

@@ -28,11 +28,15 @@ Findings (`ConformanceFinding.kind`):
 - `deadline_unknown` — the due time cannot be computed (a date outside the holiday calendar).
 
 Withdrawn matters get no `missing_step`, but actor, duty, order and deadline checks still apply.
+
+`check_matter(..., kinds=K)` MUST return exactly the findings of the full check whose kind is in
+K, in the same order; it skips the checks that cannot give such a finding (the detector's R06
+asks only for `missing_step` and `out_of_order`, and needs neither deadlines nor actors).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -56,6 +60,22 @@ class ConformanceKind(StrEnum):
     DUTY_CONFLICT = "duty_conflict"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     DEADLINE_UNKNOWN = "deadline_unknown"
+
+
+_STEP_KINDS = frozenset(
+    {
+        ConformanceKind.DUTY_CONFLICT.value,
+        ConformanceKind.UNEXPECTED_STEP.value,
+        ConformanceKind.UNAUTHORISED_ACTOR.value,
+        ConformanceKind.OUT_OF_ORDER.value,
+    }
+)
+_ACTOR_KINDS = frozenset(
+    {ConformanceKind.DUTY_CONFLICT.value, ConformanceKind.UNAUTHORISED_ACTOR.value}
+)
+_DEADLINE_KINDS = frozenset(
+    {ConformanceKind.DEADLINE_EXCEEDED.value, ConformanceKind.DEADLINE_UNKNOWN.value}
+)
 
 
 class ConformanceFinding(NamedTuple):
@@ -134,31 +154,50 @@ def check_matter(
     calendar: WorkCalendar,
     *,
     as_of: str | datetime | None = None,
+    kinds: Collection[str] | None = None,
 ) -> list[ConformanceFinding]:
     """Judge one matter's events (stream order) against its flow; see the module docstring.
 
     `events` are the matter's envelopes as dicts (type, stream_seq, occurred_at, actor, data)
-    or objects with those attributes (`projections.base.LoggedEvent`).
+    or objects with those attributes (`projections.base.LoggedEvent`). `kinds`: only the
+    findings of these kinds (the module docstring).
     """
     matter = _normalise(events)
     accepted = next((e for e in matter if e.type == "matter.accepted"), None)
+    wanted = None if kinds is None else frozenset(kinds)
     if accepted is None:
-        return [ConformanceFinding(ConformanceKind.UNKNOWN_FLOW.value, None, None, "no acceptance")]
+        found = [
+            ConformanceFinding(ConformanceKind.UNKNOWN_FLOW.value, None, None, "no acceptance")
+        ]
+        return _only(found, wanted)
     flow = resolve_flow(accepted.data, flows)
     if isinstance(flow, str):
-        return [ConformanceFinding(ConformanceKind.UNKNOWN_FLOW.value, None, accepted.seq, flow)]
+        found = [ConformanceFinding(ConformanceKind.UNKNOWN_FLOW.value, None, accepted.seq, flow)]
+        return _only(found, wanted)
     findings: list[ConformanceFinding] = []
-    occurring = {e.step for e in matter if e.step is not None}
-    findings += _check_steps_and_actors(matter, flow, occurring)
-    findings += _check_completeness(matter, flow)
-    findings += _check_deadline(matter, flow, calendar, as_of)
+    if wanted is None or wanted & _STEP_KINDS:
+        occurring = {e.step for e in matter if e.step is not None}
+        actors = wanted is None or bool(wanted & _ACTOR_KINDS)
+        findings += _check_steps_and_actors(matter, flow, occurring, actors=actors)
+    if wanted is None or ConformanceKind.MISSING_STEP.value in wanted:
+        findings += _check_completeness(matter, flow)
+    if wanted is None or wanted & _DEADLINE_KINDS:
+        findings += _check_deadline(matter, flow, calendar, as_of)
     big = 1 << 62
-    return sorted(findings, key=lambda f: big if f.seq is None else f.seq)
+    return _only(sorted(findings, key=lambda f: big if f.seq is None else f.seq), wanted)
+
+
+def _only(
+    findings: list[ConformanceFinding], kinds: frozenset[str] | None
+) -> list[ConformanceFinding]:
+    return findings if kinds is None else [f for f in findings if f.kind in kinds]
 
 
 def _check_steps_and_actors(
-    events: list[_Event], flow: PowerFlow, occurring: set[str]
+    events: list[_Event], flow: PowerFlow, occurring: set[str], *, actors: bool = True
 ) -> list[ConformanceFinding]:
+    """Duty conflicts, unexpected steps, unauthorised actors and order; with `actors` False
+    the actor checks (duty_conflict, unauthorised_actor) are skipped."""
     out: list[ConformanceFinding] = []
     separated = {frozenset(pair) for pair in flow.separation}
     roles_of: dict[str, set[str]] = {}
@@ -167,7 +206,7 @@ def _check_steps_and_actors(
     seen: set[str] = set()
     for event in events:
         seq, official, role = event.seq, event.official, event.role
-        if isinstance(official, str) and isinstance(role, str):
+        if actors and isinstance(official, str) and isinstance(role, str):
             held = roles_of.setdefault(official, set())
             for other in sorted(held):
                 pair = frozenset((other, role))
@@ -186,7 +225,7 @@ def _check_steps_and_actors(
             detail = f"step {name!r} is not in flow {flow.id} v{flow.version}"
             out.append(ConformanceFinding(ConformanceKind.UNEXPECTED_STEP.value, name, seq, detail))
             continue
-        if role != step.role:
+        if actors and role != step.role:
             detail = f"{name} performed by role {role!r}; the flow requires {step.role!r}"
             out.append(
                 ConformanceFinding(ConformanceKind.UNAUTHORISED_ACTOR.value, name, seq, detail)
