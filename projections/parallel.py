@@ -91,8 +91,7 @@ def rebuild_parallel(
     log = LogReader(store)
     try:
         runner = ProjectionRunner(log, model, chosen)
-        for p in chosen:
-            model.reset(p)
+        model.reset_all(chosen, indexes=False)
         if (
             workers <= 1
             or model_url.endswith(":memory:")
@@ -100,7 +99,8 @@ def rebuild_parallel(
             or not _picklable(chosen)
             or log.max_position() < min_events
         ):
-            return runner.catch_up(batch=batch, progress=progress)
+            runner.rebuild(batch=batch, progress=progress)
+            return min(model.position(p.name) for p in chosen)
         by_name = {p.name: p for p in chosen}
         groups = [[by_name[n] for n in group] for group in partition(chosen, workers)]
         context = multiprocessing.get_context("spawn")

@@ -151,20 +151,25 @@ class ReadModel:
         if self.dialect == "postgres":
             cur.execute("SELECT pg_advisory_xact_lock(7013170566)")
 
+    def _create_refs(self, cur: Any) -> None:
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS proj_refs (projection TEXT NOT NULL,"
+            f" key {self._text()} NOT NULL, position BIGINT NOT NULL,"
+            f" PRIMARY KEY (projection, key, position)){self._without_rowid()}"
+        )
+
     def _create_common(self) -> None:
         with self._tx() as cur:
             self._ddl_lock(cur)
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS proj_refs (projection TEXT NOT NULL,"
-                f" key {self._text()} NOT NULL, position BIGINT NOT NULL,"
-                f" PRIMARY KEY (projection, key, position)){self._without_rowid()}"
-            )
+            self._create_refs(cur)
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS proj_tracking (projection TEXT PRIMARY KEY,"
                 " version INTEGER NOT NULL, position BIGINT NOT NULL)"
             )
 
-    def _create_table(self, cur: Any, name: str, columns: tuple[tuple[str, str], ...]) -> None:
+    def _create_table(
+        self, cur: Any, name: str, columns: tuple[tuple[str, str], ...], indexes: bool = True
+    ) -> None:
         blob = "BLOB" if self.dialect == "sqlite" else "BYTEA"
         defs = []
         for column, kind in columns:
@@ -176,10 +181,22 @@ class ReadModel:
             f"CREATE TABLE IF NOT EXISTS proj_{name} (key {self._text()} PRIMARY KEY,"
             f" doc {blob} NOT NULL{''.join(defs)})"
         )
+        if indexes:
+            self._create_indexes(cur, name, columns)
+
+    def _create_indexes(self, cur: Any, name: str, columns: tuple[tuple[str, str], ...]) -> None:
         for column, _ in columns:
             cur.execute(
                 f"CREATE INDEX IF NOT EXISTS proj_{name}_{column} ON proj_{name} ({column})"
             )
+
+    def create_indexes(self, projection: Projection) -> None:
+        """Create the projection's secondary indexes that are missing (a rebuild defers them
+        to its end: building an index once is cheaper than maintaining it row by row)."""
+        name = _check_name("projection", projection.name)
+        with self._tx() as cur:
+            self._ddl_lock(cur)
+            self._create_indexes(cur, name, tuple(projection.columns))
 
     def ensure(self, projections: Sequence[Projection]) -> list[str]:
         """Create missing tables and tracking rows; reset projections whose version changed.
@@ -210,20 +227,47 @@ class ReadModel:
                     reset.append(name)
         return reset
 
-    def reset(self, projection: Projection) -> None:
-        """Empty one projection (table, refs) and set its tracking to (version, 0)."""
+    def reset(self, projection: Projection, *, indexes: bool = True) -> None:
+        """Empty one projection (table, refs) and set its tracking to (version, 0).
+
+        `indexes=False` leaves the secondary indexes out (a rebuild creates them at its end
+        with `create_indexes`; `ensure` creates any that are missing)."""
         name = _check_name("projection", projection.name)
         self._columns[name] = tuple(projection.columns)
         with self._tx() as cur:
             self._ddl_lock(cur)
-            self._reset(cur, name, tuple(projection.columns), projection.version)
+            self._reset(cur, name, tuple(projection.columns), projection.version, indexes)
+
+    def reset_all(self, projections: Sequence[Projection], *, indexes: bool = True) -> None:
+        """`reset` each of `projections` in one transaction. When they are every projection
+        the model tracks, the refs table is dropped and created again instead of being emptied
+        row by row (a full rebuild: the same result, far cheaper)."""
+        chosen = {_check_name("projection", p.name): p for p in projections}
+        with self._tx() as cur:
+            self._ddl_lock(cur)
+            cur.execute("SELECT projection FROM proj_tracking")
+            whole = {str(r[0]) for r in cur.fetchall()} <= set(chosen)
+            if whole:
+                cur.execute("DROP TABLE IF EXISTS proj_refs")
+                self._create_refs(cur)
+            for name, p in chosen.items():
+                self._columns[name] = tuple(p.columns)
+                self._reset(cur, name, tuple(p.columns), p.version, indexes, refs=not whole)
 
     def _reset(
-        self, cur: Any, name: str, columns: tuple[tuple[str, str], ...], version: int
+        self,
+        cur: Any,
+        name: str,
+        columns: tuple[tuple[str, str], ...],
+        version: int,
+        indexes: bool = True,
+        *,
+        refs: bool = True,
     ) -> None:
         cur.execute(f"DROP TABLE IF EXISTS proj_{name}")
-        self._create_table(cur, name, columns)
-        cur.execute(self._sql("DELETE FROM proj_refs WHERE projection = ?"), (name,))
+        self._create_table(cur, name, columns, indexes)
+        if refs:
+            cur.execute(self._sql("DELETE FROM proj_refs WHERE projection = ?"), (name,))
         cur.execute(
             self._sql(
                 "INSERT INTO proj_tracking (projection, version, position) VALUES (?, ?, 0)"

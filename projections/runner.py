@@ -12,8 +12,15 @@ Guarantees:
   cached documents, re-reads the tracking rows and carries on from there.
 - `doc_at(name, key, size)` MUST equal the document a rebuild stopped at log size `size` holds
   for `key` (it folds only the events the refs name for that key, positions <= size).
-- Memory is bounded: documents changed in a batch are written at its end; the cache of
-  documents kept between batches holds at most `cache_cap` entries.
+- Memory is bounded: documents changed since the last commit are written at the next commit;
+  a commit happens every `flush_every` log positions (default: every read batch) and as soon
+  as more than `max_dirty` documents wait to be written; the cache of documents kept between
+  commits holds at most `cache_cap` entries. A rebuild from zero commits rarely (each document
+  written about once, `REBUILD_FLUSH_EVERY` / `REBUILD_MAX_DIRTY`), so a crash in it loses at
+  most the positions since its last commit, and a restart resumes from there.
+- A rebuild creates its tables without their secondary indexes and builds them once at its
+  end (`ReadModel.create_indexes`); a runner opened on a model whose rebuild crashed creates
+  them again (`ReadModel.ensure`). Indexes change no stored byte, only query speed.
 """
 
 from __future__ import annotations
@@ -31,9 +38,22 @@ from ledger.log_reader import LogReader
 from projections.base import Doc, LoggedEvent, Projection, decode_record, encode_doc, record_type
 from projections.read_model import BatchWrite, ReadModel, TrackingConflict, UnknownProjection
 
-__all__ = ["LogSource", "ProjectionBehind", "ProjectionRunner", "gc_paused", "read_positions"]
+__all__ = [
+    "REBUILD_FLUSH_EVERY",
+    "REBUILD_MAX_DIRTY",
+    "LogSource",
+    "ProjectionBehind",
+    "ProjectionRunner",
+    "gc_paused",
+    "read_positions",
+]
 
 _MAX_CONFLICTS = 1000
+
+# A rebuild commits every this many log positions, or when this many documents wait to be
+# written (documents in memory; the cache of `cache_cap` documents is of the same order).
+REBUILD_FLUSH_EVERY = 250_000
+REBUILD_MAX_DIRTY = 50_000
 
 
 class LogSource(Protocol):
@@ -118,16 +138,24 @@ class ProjectionRunner:
         batch: int = 5000,
         stop_at: int | None = None,
         progress: Callable[[int], None] | None = None,
+        flush_every: int | None = None,
+        max_dirty: int | None = None,
     ) -> int:
         """Apply every event after the tracked positions, up to `stop_at` (default: the log's
-        size when called). Returns the number of events read and applied."""
+        size when called). Returns the number of events read and applied.
+
+        Events are read `batch` positions at a time; changes are committed every
+        `flush_every` positions (default: `batch`), when more than `max_dirty` documents
+        (default: `cache_cap`) wait to be written, and at the end."""
         if batch < 1:
             raise NeikongError("batch must be at least 1")
+        flush = batch if flush_every is None else max(1, flush_every)
+        dirty_cap = self.cache_cap if max_dirty is None else max(1, max_dirty)
         applied = 0
         while True:
             try:
                 with gc_paused():
-                    return applied + self._catch_up(batch, stop_at, progress, applied)
+                    return applied + self._catch_up(batch, stop_at, progress, flush, dirty_cap)
             except TrackingConflict:
                 self.conflicts += 1
                 self._drop_cache()
@@ -155,19 +183,24 @@ class ProjectionRunner:
         batch: int,
         stop_at: int | None,
         progress: Callable[[int], None] | None,
-        done: int,
+        flush: int,
+        dirty_cap: int,
     ) -> int:
         target = self.log.max_position()
         if stop_at is not None:
             target = min(target, stop_at)
-        tracked = self._tracked()
+        tracked = self._tracked()  # as committed
         if not tracked:
             return 0
+        folded = dict(tracked)  # as folded in memory (ahead of `tracked` until a commit)
+        dirty: dict[str, dict[str, Doc]] = {n: {} for n in self.projections}
+        refs: list[tuple[str, str, int]] = []
         lo = min(tracked.values()) + 1
+        since = lo  # the first position not committed yet
         applied = 0
         while lo <= target:
             hi = min(lo + batch, target + 1)
-            wanted = self._wanted_types(tracked, hi - 1)
+            wanted = self._wanted_types(folded, hi - 1)
             if wanted is None:
                 events = [decode_record(p, rec) for p, _, _, rec in self.log.by_position(lo, hi)]
             else:
@@ -176,11 +209,11 @@ class ProjectionRunner:
                     for p, _, _, rec in self.log.by_position(lo, hi)
                     if record_type(rec).startswith(wanted)
                 ]
-            write = self._apply(events, tracked, hi - 1)
-            self.model.commit_batch(write)
-            for name, (_, new) in write.moves.items():
-                tracked[name] = new
-            self._trim_cache()
+            self._apply(events, folded, hi - 1, dirty, refs)
+            waiting = sum(len(d) for d in dirty.values())
+            if hi > target or hi - since >= flush or waiting >= dirty_cap:
+                self._commit(tracked, folded, dirty, refs)
+                since = hi
             applied += hi - lo
             if progress is not None:
                 progress(hi - lo)
@@ -200,20 +233,34 @@ class ProjectionRunner:
             wanted.extend(types)
         return tuple(sorted(set(wanted)))
 
-    def _apply(self, events: list[LoggedEvent], tracked: dict[str, int], end: int) -> BatchWrite:
+    def _apply(
+        self,
+        events: list[LoggedEvent],
+        folded: dict[str, int],
+        end: int,
+        dirty: dict[str, dict[str, Doc]],
+        refs: list[tuple[str, str, int]],
+    ) -> None:
+        """Fold `events` (positions up to `end`) into the cached documents; note each changed
+        document in `dirty` and each (projection, key, position) in `refs`."""
         # Pass 1: route every event, note the keys to load. Pass 2: load them in one query per
         # projection. Pass 3: fold in log order. (Hot loop: locals only, no per-event queries.)
-        active = [n for n in self.projections if tracked[n] < end]
+        active = [n for n in self.projections if folded[n] < end]
         plan: list[tuple[LoggedEvent, str, Callable[..., Doc], dict[str, Doc | None], Any]] = []
         missing: dict[str, set[str]] = {n: set() for n in active}
-        changed: dict[str, dict[str, Doc]] = {n: {} for n in active}
         lanes = [
-            (n, tracked[n], self.projections[n].route, self.projections[n].fold, self._cache[n])
+            (n, folded[n], self.projections[n].route, self.projections[n].fold, self._cache[n])
             for n in active
         ]
+        by_type: dict[str, list[Any]] = {}  # the lanes whose `types` admit an event type
         for event in events:
             position = event.position
-            for name, since, route, fold, cache in lanes:
+            chosen = by_type.get(event.type)
+            if chosen is None:
+                chosen = by_type[event.type] = [
+                    lane for lane in lanes if _admits(self.projections[lane[0]], event.type)
+                ]
+            for name, since, route, fold, cache in chosen:
                 if position <= since:
                     continue
                 keys = route(event)
@@ -232,25 +279,41 @@ class ProjectionRunner:
                 for key in wanted:
                     raw = stored.get(key)
                     cache[key] = _loads(raw) if raw is not None else None
-        write = BatchWrite()
-        refs = write.refs
         for event, name, fold, cache, keys in plan:
-            done = changed[name]
+            done = dirty[name]
             for key in keys:
                 doc = fold(cache[key], event, key)
                 cache[key] = doc
                 done[key] = doc
                 refs.append((name, key, event.position))
         for name in active:
-            proj = self.projections[name]
+            folded[name] = end
+
+    def _commit(
+        self,
+        tracked: dict[str, int],
+        folded: dict[str, int],
+        dirty: dict[str, dict[str, Doc]],
+        refs: list[tuple[str, str, int]],
+    ) -> None:
+        """Write the dirty documents, the refs and the tracking moves in one transaction."""
+        write = BatchWrite(refs=refs)
+        for name, proj in self.projections.items():
+            if folded[name] == tracked[name]:
+                continue
             rows = []
-            for key, doc in changed[name].items():
+            for key, doc in dirty[name].items():
                 if "\x00" in key:
                     raise NeikongError(f"projection {name!r} routed a key with NUL: {key!r}")
                 rows.append((key, encode_doc(doc), *_index_row(proj, key, doc)))
             write.rows[name] = rows
-            write.moves[name] = (tracked[name], end)
-        return write
+            write.moves[name] = (tracked[name], folded[name])
+        self.model.commit_batch(write)
+        tracked.update(folded)
+        for changed in dirty.values():
+            changed.clear()
+        refs.clear()
+        self._trim_cache()
 
     def _trim_cache(self) -> None:
         total = sum(len(c) for c in self._cache.values())
@@ -273,12 +336,26 @@ class ProjectionRunner:
         batch: int = 5000,
         stop_at: int | None = None,
         progress: Callable[[int], None] | None = None,
+        flush_every: int = REBUILD_FLUSH_EVERY,
+        max_dirty: int = REBUILD_MAX_DIRTY,
     ) -> int:
-        """Drop the named projections (default: all) and recompute them from position 0."""
-        for name in names or list(self.projections):
-            self.model.reset(self._projection(name))
-            self._cache[name].clear()
-        return self.catch_up(batch=batch, stop_at=stop_at, progress=progress)
+        """Drop the named projections (default: all) and recompute them from position 0:
+        tables without secondary indexes, a commit every `flush_every` positions or
+        `max_dirty` documents, indexes built at the end."""
+        chosen = [self._projection(name) for name in names or list(self.projections)]
+        self.model.reset_all(chosen, indexes=False)
+        for proj in chosen:
+            self._cache[proj.name].clear()
+        applied = self.catch_up(
+            batch=batch,
+            stop_at=stop_at,
+            progress=progress,
+            flush_every=flush_every,
+            max_dirty=max_dirty,
+        )
+        for proj in chosen:
+            self.model.create_indexes(proj)
+        return applied
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -333,6 +410,12 @@ class ProjectionRunner:
         for position, record in read_positions(self.log, positions):
             doc = proj.fold(doc, decode_record(position, record), key)
         return doc
+
+
+def _admits(proj: Projection, event_type: str) -> bool:
+    """Whether the projection's `types` hint lets it route `event_type` (no hint: any)."""
+    types: tuple[str, ...] | None = getattr(proj, "types", None)
+    return types is None or event_type.startswith(types)
 
 
 def _index_row(proj: Projection, key: str, doc: Doc) -> list[Any]:
