@@ -133,6 +133,22 @@ def _comparison(op: str, path: str, raw: Any, params: Mapping[str, Any]) -> Pred
     return lambda view, bound: compare(op, get(view), right)
 
 
+def _junction(op: str, parts: tuple[Pred, ...]) -> Pred:
+    """`all` / `any` of compiled parts, short-circuiting in order as `evaluate` does; one or
+    two parts (the common case) without a generator. Every `Pred` returns a bool."""
+    if len(parts) == 1:
+        (only,) = parts
+        return lambda view, bound: bool(only(view, bound))
+    if len(parts) == 2:
+        first, second = parts
+        if op == "all":
+            return lambda view, bound: bool(first(view, bound) and second(view, bound))
+        return lambda view, bound: bool(first(view, bound) or second(view, bound))
+    if op == "all":
+        return lambda view, bound: all(p(view, bound) for p in parts)
+    return lambda view, bound: any(p(view, bound) for p in parts)
+
+
 def compile_condition(cond: Mapping[str, Any] | None, params: Mapping[str, Any]) -> Pred:
     """A closure equal to `evaluate(cond, view, params, bound)` (an absent condition: true)."""
     if not cond:
@@ -141,10 +157,7 @@ def compile_condition(cond: Mapping[str, Any] | None, params: Mapping[str, Any])
         return lambda view, bound: evaluate(cond, view, params, bound)
     ((op, arg),) = cond.items()
     if op in ("all", "any"):
-        parts = tuple(compile_condition(c, params) for c in arg)
-        if op == "all":
-            return lambda view, bound: all(p(view, bound) for p in parts)
-        return lambda view, bound: any(p(view, bound) for p in parts)
+        return _junction(op, tuple(compile_condition(c, params) for c in arg))
     if op == "not":
         inner = compile_condition(arg, params)
         return lambda view, bound: not inner(view, bound)
@@ -152,7 +165,10 @@ def compile_condition(cond: Mapping[str, Any] | None, params: Mapping[str, Any])
         get = compile_path(arg)
         return lambda view, bound: get(view) is not MISSING
     if op == "fact":
-        return lambda view, bound: FACTS[arg](view, params)
+        fact = FACTS.get(arg)
+        if fact is None:  # unknown: fail at evaluation, as evaluate does
+            return lambda view, bound: FACTS[arg](view, params)
+        return lambda view, bound: fact(view, params)
     if not isinstance(arg, list | tuple) or len(arg) != 2:
         return lambda view, bound: evaluate(cond, view, params, bound)
     path, raw = arg

@@ -108,7 +108,7 @@ class Engine(MatchKinds):
             self._codes[rule.id] = RuleCode(rule)
         # Per-event dispatch, compiled once (rules depend on the rule set only): event type ->
         # (plans in rule-set order, whether a rule reads the type); key paths -> getters.
-        self._routes: dict[str, tuple[tuple[Plan, ...], bool]] = {}
+        self._routes: dict[str, tuple[tuple[Plan, ...], bool, int]] = {}
         self._key_getters: dict[tuple[str, ...], tuple[Getter, ...]] = {}
         self._due_cache = {}
 
@@ -127,7 +127,7 @@ class Engine(MatchKinds):
         by_type = stats.processed_by_type
         by_type[event_type] = by_type.get(event_type, 0) + 1
         ts = parse_ts(event.occurred_at)
-        plans, read = self._routes.get(event_type) or self._route(event_type)
+        plans, read, slots = self._routes.get(event_type) or self._route(event_type)
         if read:  # a rule reads this type (not only follows it)
             # Only events some rule reads move event time: the ledger's own events (key
             # registry, projection roots, audit records) are stamped by the wall clock of the
@@ -145,20 +145,19 @@ class Engine(MatchKinds):
         view = event_view(event)
         late = state.late
         rules = state.rules
-        keyed: dict[int, list[str]] = {}  # rules with the same key paths share the keys
+        keyed: list[list[str] | None] = [None] * slots  # plans with the same key paths share
         for plan in plans:
             follower = plan.follower
             pending: Mapping[str, Any] = {}
             if follower:  # not a selector's type: only a possible role for a pending absence
-                pending = rules[plan.rule.id]
+                pending = rules[plan.rule_id]
                 if not pending:
                     continue
-            getters = plan.getters
-            keys = keyed.get(id(getters))
+            keys = keyed[plan.slot]
             if keys is None:
-                keys = keyed[id(getters)] = keys_of(getters, view)
+                keys = keyed[plan.slot] = keys_of(plan.getters, view)
             for key in keys:
-                if late and f"{plan.rule.id}\n{key}" in late:
+                if late and f"{plan.rule_id}\n{key}" in late:
                     out += self._flush_late(plan.rule, key)
                 if follower and key not in pending:
                     continue  # no absence pending for this key: nothing to track
@@ -170,27 +169,32 @@ class Engine(MatchKinds):
                     self.remember(plan, key, view, ts)
         return out
 
-    def _route(self, event_type: str) -> tuple[tuple[Plan, ...], bool]:
+    def _route(self, event_type: str) -> tuple[tuple[Plan, ...], bool, int]:
         """The rules an event of `event_type` may concern, in rule-set order, each compiled
         for the type (`alerts.plans.Plan`: handler, whether the rule only follows the type
         for a pending absence's roles, whether the handler can act on it, whether it may
         enter or drop the key's history, key getters, selectors); and whether any of them
-        reads the type (not only follows it)."""
+        reads the type (not only follows it); and the number of distinct key paths."""
         route = self._routes.get(event_type)
         if route is None:
-            plans = tuple(
-                compile_plan(
+            slots: dict[int, int] = {}  # id(getters) -> slot (getters are shared per paths)
+            plans = []
+            for rule in self.ruleset:
+                if event_type not in self._reads[rule.id] and not self._follows[rule.id]:
+                    continue
+                getters = self._getters(rule, event_type)
+                plan = compile_plan(
                     rule,
                     self._codes[rule.id],
                     event_type,
                     handler=getattr(self, f"_on_{rule.kind}"),
                     follower=event_type not in self._reads[rule.id],
-                    getters=self._getters(rule, event_type),
+                    getters=getters,
+                    slot=slots.setdefault(id(getters), len(slots)),
                 )
-                for rule in self.ruleset
-                if event_type in self._reads[rule.id] or self._follows[rule.id]
-            )
-            route = self._routes[event_type] = (plans, any(not p.follower for p in plans))
+                plans.append(plan)
+            read = any(not p.follower for p in plans)
+            route = self._routes[event_type] = (tuple(plans), read, len(slots))
         return route
 
     def advance(self, now: int) -> list[Emitted]:

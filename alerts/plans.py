@@ -125,12 +125,14 @@ class Plan:
     may enter or drop the key's history (`alerts.dispatch.remembers`; None: no history)."""
 
     rule: Rule
+    rule_id: str
     code: RuleCode
     handler: Callable[..., Any]
     follower: bool
     acts: bool
     keeps: bool | None
     getters: tuple[Getter, ...]
+    slot: int  # plans of one type with the same key paths share a slot (their keys)
     trigger: Pred | None  # trigger (or `over` for escalation: always true) naming the type
     start: Pred | None
     ends: tuple[Pred, ...]  # absence: expect + cancel
@@ -154,6 +156,7 @@ def compile_plan(
     handler: Callable[..., Any],
     follower: bool,
     getters: tuple[Getter, ...],
+    slot: int,
 ) -> Plan:
     """The plan of `rule` for events of `event_type`."""
     m, params = rule.match, rule.params
@@ -172,12 +175,14 @@ def compile_plan(
     history = m.get("history")
     return Plan(
         rule=rule,
+        rule_id=rule.id,
         code=code,
         handler=handler,
         follower=follower,
         acts=handles(rule, event_type),
         keeps=remembers(rule, event_type),
         getters=getters,
+        slot=slot,
         trigger=trigger,
         start=one(m.get("start")),
         ends=some([*m.get("expect", []), *m.get("cancel", [])]),
