@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from ledger.append_rules import AppendRules, Batch, Outcome, RulesSnapshot, StreamHead
 from ledger.envelope import MAX_RECORD_BYTES
 from ledger.errors import ConflictError
-from ledger.precheck import Checked, Rejected, precheck_many
+from ledger.gc_pause import gc_paused
+from ledger.precheck import Checked, Rejected, Wire, from_wire, precheck_many, precheck_wire
 from ledger.registry import KeyRegistry
 from ledger.store import LedgerStore
 
@@ -44,6 +45,14 @@ class AppendConfig:
     workers: int = 0  # processes for stage one; 0 = in this process
     source: str = "in-process"
     max_conflict_retries: int = 5
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Records being checked in a worker process, and the future of their results."""
+
+    records: list[bytes]
+    future: Future[list[Wire]]
 
 
 class _Skipped(Exception):
@@ -149,25 +158,25 @@ class Appender:
         the GIL while they write and fsync). Batch N+1 is decided on the tentative state left
         by batch N; if N's commit fails, everything after it is discarded and decided again.
         """
-        prechecks: deque[list[Future[list[Checked | Rejected]]] | list[Checked | Rejected]] = (
-            deque()
-        )
+        prechecks: deque[list[_Part] | list[Checked | Rejected]] = deque()
         iterator = iter(batches)
         exhausted = False
         try:
             while True:
-                while not exhausted and len(prechecks) < 3:
-                    records = next(iterator, None)
-                    if records is None:
-                        exhausted = True
-                        break
-                    prechecks.append(self._start_precheck(records))
-                if not prechecks and not self._pending:
-                    return
-                if prechecks and len(self._pending) < 2:
-                    self._decide_and_write(self._collect(prechecks.popleft()))
-                    continue
-                yield self._finish_oldest()
+                with gc_paused():  # not across the yield: the caller's code runs as usual
+                    while not exhausted and len(prechecks) < 3:
+                        records = next(iterator, None)
+                        if records is None:
+                            exhausted = True
+                            break
+                        prechecks.append(self._start_precheck(records))
+                    if not prechecks and not self._pending:
+                        return
+                    if prechecks and len(self._pending) < 2:
+                        self._decide_and_write(self._collect(prechecks.popleft()))
+                        continue
+                    outcomes = self._finish_oldest()
+                yield outcomes
         finally:
             # The caller stopped early (or failed): settle what is in flight. Committed
             # batches stay committed; their outcomes are simply not reported, and a resend
@@ -178,13 +187,11 @@ class Appender:
                 except BaseException:
                     break
 
-    def _collect(
-        self, started: list[Future[list[Checked | Rejected]]] | list[Checked | Rejected]
-    ) -> list[Checked | Rejected]:
+    def _collect(self, started: list[_Part] | list[Checked | Rejected]) -> list[Checked | Rejected]:
         checked: list[Checked | Rejected] = []
         for item in started:
-            if isinstance(item, Future):
-                checked.extend(item.result())
+            if isinstance(item, _Part):
+                checked.extend(from_wire(item.records, item.future.result()))
             else:
                 checked.append(item)
         return checked
@@ -236,9 +243,7 @@ class Appender:
 
     # -- stage one -------------------------------------------------------------------------
 
-    def _start_precheck(
-        self, batch: Sequence[bytes]
-    ) -> list[Future[list[Checked | Rejected]]] | list[Checked | Rejected]:
+    def _start_precheck(self, batch: Sequence[bytes]) -> list[_Part] | list[Checked | Rejected]:
         pool = self.pool
         public = self.registry.public_keys()
         if pool is None or len(batch) < 64:
@@ -246,10 +251,11 @@ class Appender:
         parts = max(1, self.config.workers * 2)
         size = -(-len(batch) // parts)
         return [
-            pool.submit(
-                precheck_many, list(batch[i : i + size]), self.config.max_record_bytes, public
+            _Part(
+                part,
+                pool.submit(precheck_wire, part, self.config.max_record_bytes, public),
             )
-            for i in range(0, len(batch), size)
+            for part in (list(batch[i : i + size]) for i in range(0, len(batch), size))
         ]
 
     # -- stage two -------------------------------------------------------------------------

@@ -18,6 +18,7 @@ Guarantees:
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from typing import Any
 
@@ -142,6 +143,23 @@ def parse_strict(raw: bytes) -> Any:
     return value
 
 
+# Bytes without escapes whose every digit run outside strings is an integer (not followed by a
+# fraction or an exponent). Outside strings only numbers hold digits; inside, with no escapes,
+# a string is simply "…".
+_NO_FLOAT = re.compile(rb'(?:[^"0-9]++|"[^"]*+"|[0-9]++(?![.eE]))*+')
+
+
+def _walk_needed(raw: bytes) -> bool:
+    """False when the bytes alone prove what `_check_value` would check of their parse: no
+    escapes (so no lone surrogates), at most `MAX_DEPTH` containers in all, no float, and
+    NFC text. True means "walk the value" (it may still be fine)."""
+    if b"\\" in raw or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
+        return True
+    if _NO_FLOAT.fullmatch(raw) is None:
+        return True
+    return not raw.isascii() and not unicodedata.is_normalized("NFC", raw.decode("utf-8"))
+
+
 def _has_four_byte_utf8(raw: bytes) -> bool:
     return not raw.isascii() and max(raw) >= 0xF0
 
@@ -167,28 +185,31 @@ def canonical_bytes(value: Any) -> bytes:
         raise MalformedInput(ReasonCode.MALFORMED_JSON, f"cannot canonicalise: {exc}") from None
 
 
-def parse_canonical(raw: bytes, *, check_values: bool = True) -> Any:
+def parse_canonical(raw: bytes) -> Any:
     """Parse `raw` and require it to be canonical: the hot path of stage one and `verify`.
 
     Equivalent to `parse_strict` followed by `require_canonical`, with the same reasons: bytes
     that equal the canonical form of their own parse cannot hold duplicate keys (the re-encoded
     object would have fewer members), so the strict parser only runs to name the reason when
-    the fast check fails. orjson parses ~5× faster than the standard library here.
-
-    `check_values=False` (used by `verify` on records that were fully checked at append and are
-    covered by a signature since) skips the walk for floats and integer range when the bytes
-    are ASCII without escapes; the canonical comparison itself always runs.
+    the fast check fails. orjson parses ~5× faster than the standard library here, and the
+    value walk (floats, range, NFC, surrogates, depth) is skipped when the bytes prove it
+    (`_walk_needed`; integers beyond ±(2**53-1) fail the strict-integer re-encoding, or do not
+    re-encode to the same bytes).
     """
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         value = parse_strict(raw)  # raises with the precise reason
-    if check_values or not raw.isascii() or b"\\u" in raw:
-        _check_value(value)  # floats (orjson turns huge integers into floats), NFC, range
+    if _walk_needed(raw):
+        try:
+            _check_value(value)  # floats (orjson turns huge integers into floats), NFC, range
+        except MalformedInput:
+            parse_strict(raw)  # names the reason of the first broken rule, as parsing meets it
+            raise
     try:
         fast = _fast_form(value)
-    except orjson.JSONEncodeError as exc:  # pragma: no cover - _check_value rejects first
-        raise MalformedInput(ReasonCode.MALFORMED_JSON, str(exc)) from None
+    except orjson.JSONEncodeError:  # an integer beyond the I-JSON range
+        raise MalformedInput(ReasonCode.MALFORMED_JSON, "integer out of I-JSON range") from None
     if raw == fast and not _has_four_byte_utf8(raw):
         return value
     value = parse_strict(raw)  # duplicate keys are reported as malformed here

@@ -8,7 +8,7 @@ stateful stage two (key validity at position, idempotency, chains) and with stor
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -19,7 +19,16 @@ from ledger.keys import public_key_from_raw, verify_signature
 from ledger.reasons import ReasonCode
 from ledger.schema import SchemaCatalogue
 
-__all__ = ["Checked", "Rejected", "catalogue", "precheck", "precheck_many", "public_key"]
+__all__ = [
+    "Checked",
+    "Rejected",
+    "catalogue",
+    "from_wire",
+    "precheck",
+    "precheck_many",
+    "precheck_wire",
+    "public_key",
+]
 
 
 class Checked(NamedTuple):
@@ -89,3 +98,37 @@ def precheck_many(
     records: Sequence[bytes], max_size: int, public: Mapping[bytes, bytes]
 ) -> list[Checked | Rejected]:
     return [precheck(r, max_size, public) for r in records]
+
+
+# Results cross the process boundary as plain tuples: pickling a named tuple or an enum runs
+# Python code per object (`__reduce_ex__`), plain tuples and strings pickle at C speed. The
+# record bytes stay with the caller, which sent them.
+Wire = tuple[bytes, tuple[Any, ...], bool | None] | tuple[str, str]
+
+
+def precheck_wire(
+    records: Sequence[bytes], max_size: int, public: Mapping[bytes, bytes]
+) -> list[Wire]:
+    """`precheck_many` for a worker process: results as plain tuples (see `from_wire`)."""
+    out: list[Wire] = []
+    for record in records:
+        item = precheck(record, max_size, public)
+        if isinstance(item, Checked):
+            out.append((item.digest, tuple(item.envelope), item.signature_ok))
+        else:
+            out.append((item.reason.value, item.detail))
+    return out
+
+
+def from_wire(records: Sequence[bytes], wire: Sequence[Wire]) -> list[Checked | Rejected]:
+    """Rebuild `precheck_many`'s results from `precheck_wire`'s, given the same records."""
+    out: list[Checked | Rejected] = []
+    make_envelope = tuple.__new__
+    for record, item in zip(records, wire, strict=True):
+        if len(item) == 3:
+            digest, fields, ok = item
+            out.append(Checked(record, digest, make_envelope(Envelope, fields), ok))
+        else:
+            reason, detail = item
+            out.append(Rejected(record, ReasonCode(reason), detail))
+    return out

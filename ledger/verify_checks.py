@@ -51,7 +51,7 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
     out: list[Finding] = []
     try:
         signed = SignedRecord.decode(record)
-        value = parse_canonical(signed.body, check_values=False)
+        value = parse_canonical(signed.body)
         canonical_problem = None
     except MalformedInput as exc:
         if exc.reason is not ReasonCode.NON_CANONICAL:

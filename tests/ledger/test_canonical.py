@@ -101,7 +101,54 @@ def test_canonical_bytes_is_rfc8785_and_round_trips(value: Any) -> None:
     assert same(parsed, value)
     require_canonical(raw, parsed)
     assert same(parse_canonical(raw), value)
-    assert same(parse_canonical(raw, check_values=False), value)
+
+
+# Values the rules forbid as well as allow: floats, integers past the I-JSON range, text that is
+# not NFC, deep nesting. `parse_canonical` skips its value walk when the bytes prove it safe;
+# it MUST decide exactly as the careful path (strict parse, then the canonical comparison).
+hostile_leaves = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=st.sampled_from(["a", "e", "\u0301", "\u00e9", "1", ".", "E", '"', "\\"])),
+    st.booleans(),
+    st.none(),
+)
+hostile_values = st.recursive(
+    hostile_leaves,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=40,
+)
+
+
+def _careful(raw: bytes) -> Any:
+    value = parse_strict(raw)
+    require_canonical(raw, value)
+    return value
+
+
+def _outcome(fn: Any, raw: bytes) -> tuple[str, Any]:
+    try:
+        return "ok", fn(raw)
+    except MalformedInput as exc:
+        return "rejected", exc.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_values, st.integers(min_value=0, max_value=40))
+@example(1.5, 0)
+@example({"a": 2**53}, 0)
+@example({"a": "e\u0301"}, 0)
+@example([], 35)
+def test_parse_canonical_decides_as_the_careful_path(value: Any, wrap: int) -> None:
+    for _ in range(wrap):
+        value = [value]
+    raw = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    fast, careful = _outcome(parse_canonical, raw), _outcome(_careful, raw)
+    assert fast == careful if fast[0] == "rejected" else fast[0] == careful[0], raw
+    if fast[0] == "ok":
+        assert same(fast[1], careful[1])
 
 
 @settings(max_examples=150, deadline=None)
