@@ -88,6 +88,11 @@ class Projection(Protocol):
     the event types or `prefix.` families `route` can accept: the runner does not even parse a
     record whose type none of its projections lists. `route` MUST return nothing for any type
     outside `types`, so the hint never changes a result (the contract suite checks it).
+
+    `stream_keyed` (optional, default False): the read model then keeps no refs row for an
+    event the projection routes to the key equal to the event's own stream; `doc_at` and
+    `refs` find those events by reading stream `key` and routing each again. It saves one
+    refs row per event for projections keyed by stream (the case history).
     """
 
     name: ClassVar[str]

@@ -119,6 +119,7 @@ class CaseHistory:
     name: ClassVar[str] = "case_history"
     version: ClassVar[int] = 2
     cost: ClassVar[int] = 4  # folds most events: a group of its own in a parallel rebuild
+    stream_keyed: ClassVar[bool] = True  # matter.* events: found in the stream, not in refs
     types: ClassVar[tuple[str, ...]] = ("matter.", "decision.collective_recorded")
     columns: ClassVar[tuple[tuple[str, str], ...]] = (
         ("matter_type", "text"),

@@ -107,7 +107,7 @@ def live_root_at(runner: ProjectionRunner, name: str, size: int) -> tuple[str, i
         tracked = model.position(name)
         if tracked < size:
             raise ProjectionBehind(f"projection {name!r} is at {tracked}, not {size}")
-        touched = model.keys_touched_after(name, size)
+        touched = runner.keys_touched_after(name, size)
 
         def rows() -> Iterable[tuple[str, bytes]]:
             for key, stored in model.iter_docs(name):

@@ -61,6 +61,8 @@ class LogSource(Protocol):
 
     def by_position(self, lo: int, hi: int) -> Iterator[tuple[int, str, int, bytes]]: ...
 
+    def stream(self, stream: str) -> Iterator[tuple[int, str, int, bytes]]: ...
+
     def max_position(self) -> int: ...
 
 
@@ -252,6 +254,7 @@ class ProjectionRunner:
             (n, folded[n], self.projections[n].route, self.projections[n].fold, self._cache[n])
             for n in active
         ]
+        own_stream = {n for n in active if _stream_keyed(self.projections[n])}
         by_type: dict[str, list[Any]] = {}  # the lanes whose `types` admit an event type
         for event in events:
             position = event.position
@@ -281,11 +284,13 @@ class ProjectionRunner:
                     cache[key] = _loads(raw) if raw is not None else None
         for event, name, fold, cache, keys in plan:
             done = dirty[name]
+            skip = event.stream if name in own_stream else None
             for key in keys:
                 doc = fold(cache[key], event, key)
                 cache[key] = doc
                 done[key] = doc
-                refs.append((name, key, event.position))
+                if key != skip:  # a stream-keyed projection finds these in the stream itself
+                    refs.append((name, key, event.position))
         for name in active:
             folded[name] = end
 
@@ -390,9 +395,44 @@ class ProjectionRunner:
         return self.model.count(name, where)
 
     def refs(self, name: str, key: str, upto: int | None = None) -> list[int]:
-        """Positions of the events that changed `key`'s document (at most `upto`)."""
-        self._projection(name)
-        return self.model.refs(name, key, upto)
+        """Positions of the events that changed `key`'s document (at most `upto`): the stored
+        refs, and for a stream-keyed projection the events of stream `key` routed to `key`."""
+        proj = self._projection(name)
+        positions = set(self.model.refs(name, key, upto))
+        if _stream_keyed(proj):
+            positions.update(p for p, _ in self._own_stream(proj, key, upto))
+        return sorted(positions)
+
+    def _own_stream(
+        self, proj: Projection, key: str, upto: int | None
+    ) -> Iterator[tuple[int, LoggedEvent]]:
+        """(position, event) of the events of stream `key` (at most `upto`) routed to `key`."""
+        for position, _, _, record in self.log.stream(key):
+            if upto is not None and position > upto:
+                continue
+            if not _admits(proj, record_type(record)):
+                continue
+            event = decode_record(position, record)
+            if key in proj.route(event):
+                yield position, event
+
+    def keys_touched_after(self, name: str, position: int) -> set[str]:
+        """Keys whose documents an event after `position` (up to the tracked position) changed."""
+        proj = self._projection(name)
+        touched = self.model.keys_touched_after(name, position)
+        if not _stream_keyed(proj):
+            return touched
+        tracked = self.model.position(name)
+        lo = position + 1
+        while lo <= tracked:
+            hi = min(lo + 20_000, tracked + 1)
+            for p, _, _, record in self.log.by_position(lo, hi):
+                if _admits(proj, record_type(record)):
+                    event = decode_record(p, record)
+                    if event.stream in proj.route(event):
+                        touched.add(event.stream)
+            lo = hi
+        return touched
 
     def doc_at(self, name: str, key: str, size: int) -> Doc | None:
         """The document for `key` as it stood at log size `size` (None: did not exist yet).
@@ -405,11 +445,21 @@ class ProjectionRunner:
             raise ProjectionBehind(
                 f"projection {name!r} is caught up to {tracked}, not {size}: run catch-up first"
             )
+        events: dict[int, LoggedEvent] = {}
+        if _stream_keyed(proj):
+            events.update(self._own_stream(proj, key, size))
+        stored = [p for p in self.model.refs(name, key, upto=size) if p not in events]
+        for position, record in read_positions(self.log, stored):
+            events[position] = decode_record(position, record)
         doc: Doc | None = None
-        positions = self.model.refs(name, key, upto=size)
-        for position, record in read_positions(self.log, positions):
-            doc = proj.fold(doc, decode_record(position, record), key)
+        for position in sorted(events):
+            doc = proj.fold(doc, events[position], key)
         return doc
+
+
+def _stream_keyed(proj: Projection) -> bool:
+    """Whether the projection keeps no refs for events it routes to their own stream."""
+    return bool(getattr(proj, "stream_keyed", False))
 
 
 def _admits(proj: Projection, event_type: str) -> bool:
