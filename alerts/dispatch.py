@@ -74,6 +74,8 @@ def keys_of(getters: tuple[Getter, ...], view: Mapping[str, Any]) -> list[str]:
     event out to one key per element (none if empty); a missing, null or object value: none."""
     if len(getters) == 1:  # the common case: one path, one scalar
         v = getters[0](view)
+        if v.__class__ is str:
+            return [v]
         if not isinstance(v, list):
             if v is MISSING or v is None or isinstance(v, dict):
                 return []

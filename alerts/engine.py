@@ -145,6 +145,7 @@ class Engine(MatchKinds):
         view = event_view(event)
         late = state.late
         rules = state.rules
+        entry: dict[str, Any] | None = None  # the event's history entry, shared by rules
         keyed: list[list[str] | None] = [None] * slots  # plans with the same key paths share
         for plan in plans:
             follower = plan.follower
@@ -166,7 +167,7 @@ class Engine(MatchKinds):
                     seen = view if keeps is None else self.with_history(plan.code, key, view, ts)
                     out += plan.handler(plan, key, seen, ts)
                 if keeps:
-                    self.remember(plan, key, view, ts)
+                    entry = self.remember(plan, key, view, ts, entry)
         return out
 
     def _route(self, event_type: str) -> tuple[tuple[Plan, ...], bool, int]:

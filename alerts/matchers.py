@@ -105,27 +105,33 @@ class MatchKinds:
             kept = [h for h in kept if h["ts"] > cutoff]
         return {**view, "history": kept}
 
-    def remember(self, plan: Plan, key: str, view: View, ts: int) -> None:
+    def remember(
+        self, plan: Plan, key: str, view: View, ts: int, entry: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         """Keep `view` in `key`'s history when it matches `history` (at most `max` events,
-        the latest); forget the key after an event matching one of `history.drop`."""
+        the latest); forget the key after an event matching one of `history.drop`. Returns
+        the kept entry: the caller passes it back for the next rule or key of the same event
+        (histories share one entry per event; nothing mutates an entry once kept)."""
         code = plan.code
         if code.history is None:
-            return
+            return entry
         store = self.state.rules.setdefault(code.history_id, {})
         enter = plan.enter
         if enter is not None and enter(view, NO_BOUND):
-            slim = {k: view[k] for k in ("type", "event_id", "occurred_at", "actor", "data")}
-            slim["ts"], slim["seq"] = ts, view.get("position", 0)
+            if entry is None:
+                entry = {k: view[k] for k in ("type", "event_id", "occurred_at", "actor", "data")}
+                entry["ts"], entry["seq"] = ts, view.get("position", 0)
             limit = code.history_max
             kept = store.get(key)
             if kept is None:
-                store[key] = [slim][-limit:]
+                store[key] = [entry][-limit:]
             else:  # in place: no copy of the whole history per event
-                kept.append(slim)
+                kept.append(entry)
                 if len(kept) > limit:
                     del kept[:-limit]
         if plan.drop and key in store and any(d(view, NO_BOUND) for d in plan.drop):
             del store[key]
+        return entry
 
     def _on_predicate(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
         trigger = plan.trigger

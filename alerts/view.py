@@ -24,13 +24,28 @@ def field(view: View, path: str) -> Any:
     return value
 
 
+_DECIMALS: dict[str, Decimal | None] = {}  # decimal strings parsed (immutable: cached)
+MAX_DECIMALS = 65_536
+
+
 def as_decimal(value: Any) -> Decimal | None:
     """An integer or decimal string as an exact `Decimal` (never a float); None otherwise."""
+    if value.__class__ is str:
+        if value in _DECIMALS:
+            return _DECIMALS[value]
+        try:
+            parsed: Decimal | None = Decimal(value)
+        except InvalidOperation:
+            parsed = None
+        if len(_DECIMALS) >= MAX_DECIMALS:
+            _DECIMALS.clear()
+        _DECIMALS[value] = parsed
+        return parsed
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return Decimal(value)
-    if isinstance(value, str):
+    if isinstance(value, str):  # a str subclass: not cached
         try:
             return Decimal(value)
         except InvalidOperation:
