@@ -185,7 +185,7 @@ def canonical_bytes(value: Any) -> bytes:
         raise MalformedInput(ReasonCode.MALFORMED_JSON, f"cannot canonicalise: {exc}") from None
 
 
-def parse_canonical(raw: bytes) -> Any:
+def parse_canonical(raw: bytes, *, check_values: bool = True) -> Any:
     """Parse `raw` and require it to be canonical: the hot path of stage one and `verify`.
 
     Equivalent to `parse_strict` followed by `require_canonical`, with the same reasons: bytes
@@ -195,12 +195,16 @@ def parse_canonical(raw: bytes) -> Any:
     value walk (floats, range, NFC, surrogates, depth) is skipped when the bytes prove it
     (`_walk_needed`; integers beyond ±(2**53-1) fail the strict-integer re-encoding, or do not
     re-encode to the same bytes).
+
+    `check_values=False` (used by `verify` on records that were fully checked at append and are
+    covered by a signature since) skips the walk for floats and integer range when the bytes
+    are ASCII without escapes; the canonical comparison itself always runs.
     """
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         value = parse_strict(raw)  # raises with the precise reason
-    if _walk_needed(raw):
+    if _walk_needed(raw) if check_values else (not raw.isascii() or b"\\u" in raw):
         try:
             _check_value(value)  # floats (orjson turns huge integers into floats), NFC, range
         except MalformedInput:

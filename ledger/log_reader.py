@@ -40,6 +40,9 @@ class LogReader:
             batch = cursor.fetchmany(2000)
             if not batch:
                 return
+            if self.sqlite:  # rowid and version come as int, the id as text, the state as bytes
+                yield from batch
+                continue
             for p, oid, ver, state in batch:
                 yield int(p), oid if isinstance(oid, str) else oid.hex, int(ver), bytes(state)
 

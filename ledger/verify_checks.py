@@ -11,7 +11,15 @@ import uuid
 from collections.abc import Callable, Iterable
 
 from ledger.canonical import parse_canonical, parse_strict
-from ledger.envelope import HEADER_LEN, Envelope, SignedRecord, b64
+from ledger.envelope import (
+    HEADER_LEN,
+    KEY_ID_SLICE,
+    RECORD_MAGIC,
+    SIGNING_PREFIX,
+    Envelope,
+    SignedRecord,
+    b64,
+)
 from ledger.errors import MalformedInput
 from ledger.findings import Finding, FindingKind
 from ledger.keys import verify_signature
@@ -29,6 +37,8 @@ __all__ = [
     "producer_of",
     "producer_runs",
 ]
+
+SIGNATURE_SLICE = slice(KEY_ID_SLICE.stop, HEADER_LEN)
 
 Row = tuple[int, str, int, bytes]  # position, stream id hex, version, record
 # producer runs: (system, first_seq, last_seq, first_position, event_id and stream of first)
@@ -50,14 +60,16 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
     position, sid, version, record = row
     out: list[Finding] = []
     try:
-        signed = SignedRecord.decode(record)
-        value = parse_canonical(signed.body)
+        if len(record) <= HEADER_LEN or not record.startswith(RECORD_MAGIC):
+            SignedRecord.decode(record)  # raises, naming the framing problem
+        body = record[HEADER_LEN:]
+        value = parse_canonical(body, check_values=False)
         canonical_problem = None
     except MalformedInput as exc:
         if exc.reason is not ReasonCode.NON_CANONICAL:
             out.append(Finding(FindingKind.CORRUPT_RECORD, position, None, None, exc.detail))
             return out, None
-        value, canonical_problem = parse_strict(signed.body), exc.detail
+        value, canonical_problem = parse_strict(body), exc.detail
     stream = value.get("stream") if isinstance(value, dict) else None
     event_id = value.get("event_id") if isinstance(value, dict) else None
     stream = stream if isinstance(stream, str) else None
@@ -78,11 +90,13 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
             FindingKind.MISFILED,
             f"stored as ({sid[:8]}…, {version}), body says ({env.stream}, {env.stream_seq})",
         )
+    key_id = record[KEY_ID_SLICE]
     if env.type == "ledger.genesis":
+        signed = SignedRecord.decode(record)
         out.extend(check_genesis(position, signed, env, registry.root_key_id))
         return out, env
-    problem = registry.check(signed.key_id, env, position)
-    entry = registry.lookup(signed.key_id)
+    problem = registry.check(key_id, env, position)
+    entry = registry.lookup(key_id)
     if problem is not None:
         kind = {
             ReasonCode.UNKNOWN_KEY: FindingKind.UNKNOWN_KEY,
@@ -92,12 +106,20 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
     if entry is None:
         return out, env
     if not verify_signature(
-        public_key(entry.key_id, entry.public_raw), signed.signature, signed.signing_message
+        public_key(entry.key_id, entry.public_raw),
+        record[SIGNATURE_SLICE],
+        SIGNING_PREFIX + body,
     ):
         found(FindingKind.BAD_SIGNATURE, "Ed25519 signature does not verify")
     if env.type in REGISTRY_TYPES and env.stream != REGISTRY_STREAM:
         found(FindingKind.REGISTRY_INVALID, "registry event outside ledger/keys")
     return out, env
+
+
+def _add(
+    findings: list[Finding], env: Envelope, position: int, kind: FindingKind, detail: str
+) -> None:
+    findings.append(Finding(kind, position, env.stream, env.event_id, detail))
 
 
 def check_stream_rows(rows: Iterable[Row], registry: KeyRegistry) -> tuple[list[Finding], int, int]:
@@ -122,27 +144,53 @@ def check_stream_rows(rows: Iterable[Row], registry: KeyRegistry) -> tuple[list[
         if env is None:
             continue
         seq = env.stream_seq
-
-        def found(kind: FindingKind, detail: str, env: Envelope = env, pos: int = position) -> None:
-            findings.append(Finding(kind, pos, env.stream, env.event_id, detail))
-
         if closed_at is not None:
-            found(FindingKind.POST_CLOSURE_APPEND, f"stream was concluded at seq {closed_at}")
+            _add(
+                findings,
+                env,
+                position,
+                FindingKind.POST_CLOSURE_APPEND,
+                f"stream was concluded at seq {closed_at}",
+            )
         if seq == last_seq:
-            found(FindingKind.FORK, f"a second event claims seq {seq}")
+            _add(findings, env, position, FindingKind.FORK, f"a second event claims seq {seq}")
             continue
         if seq < last_seq:
-            found(FindingKind.REORDER, f"seq {seq} stored after seq {last_seq}")
+            _add(
+                findings,
+                env,
+                position,
+                FindingKind.REORDER,
+                f"seq {seq} stored after seq {last_seq}",
+            )
             continue
         if seq > last_seq + 1:
-            found(FindingKind.GAP, f"seqs {last_seq + 1}…{seq - 1} are missing")
+            _add(
+                findings,
+                env,
+                position,
+                FindingKind.GAP,
+                f"seqs {last_seq + 1}…{seq - 1} are missing",
+            )
         elif env.prev != (b64(last_digest) if last_seq else None):
-            found(FindingKind.CHAIN_BREAK, f"prev does not match the digest of seq {last_seq}")
+            _add(
+                findings,
+                env,
+                position,
+                FindingKind.CHAIN_BREAK,
+                f"prev does not match the digest of seq {last_seq}",
+            )
         if position < last_pos:
-            found(FindingKind.REORDER, f"seq {seq} has a lower position than seq {last_seq}")
+            _add(
+                findings,
+                env,
+                position,
+                FindingKind.REORDER,
+                f"seq {seq} has a lower position than seq {last_seq}",
+            )
         if env.is_terminal:
             if env.final_seq != seq:
-                found(FindingKind.BAD_FINAL_SEQ, f"final_seq is not {seq}")
+                _add(findings, env, position, FindingKind.BAD_FINAL_SEQ, f"final_seq is not {seq}")
             closed_at = seq
         last_seq, last_pos = seq, position
         last_digest = hashlib.sha256(record[HEADER_LEN:]).digest()
