@@ -33,6 +33,7 @@ from alerts.calendar import Calendar, format_ts, local_date, parse_ts
 from alerts.compiled import Getter, compile_path
 from alerts.dispatch import keys_of, rule_reads
 from alerts.escalation import CardCounter
+from alerts.facts_enforcement import reset_memos
 from alerts.matchers import NO_BOUND, MatchKinds
 from alerts.plans import Plan, RuleCode, compile_plan
 from alerts.rules import Rule, RuleSet
@@ -111,6 +112,7 @@ class Engine(MatchKinds):
         self._routes: dict[str, tuple[tuple[Plan, ...], bool, int]] = {}
         self._key_getters: dict[tuple[str, ...], tuple[Getter, ...]] = {}
         self._due_cache = {}
+        reset_memos()  # memoised fact verdicts never outlive a run (alerts.facts_enforcement)
 
     # -- public surface --------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from ledger.flows import PowerFlow, load_flow_versions
 from ledger.workdays import WorkCalendar, default_calendar
 from projections.conformance import check_matter, resolve_flow
 
-__all__ = ["ENFORCEMENT_FACTS"]
+__all__ = ["ENFORCEMENT_FACTS", "reset_memos"]
 
 
 @cache
@@ -138,10 +138,56 @@ def _legal_review_missing(view: View, params: Mapping[str, Any]) -> bool:
     )
 
 
+# R06's verdict depends only on the kinds asked, the acceptance's matter type and flow pin, and
+# the sequence of (event type, step) of the matter when every kind asked is one of these
+# (order and completeness never read actors or times); memoised per engine run on that shape.
+_SHAPE_KINDS = frozenset({"missing_step", "out_of_order", "unexpected_step", "unknown_flow"})
+_VERDICTS: dict[tuple[Any, ...], bool] = {}
+MAX_VERDICTS = 65_536
+
+
+def reset_memos() -> None:
+    """Forget memoised verdicts. `alerts.engine.Engine` calls it when it is created, so a memo
+    never outlives the run that filled it (it never changes a result: the facts are pure)."""
+    _VERDICTS.clear()
+
+
+def _shape(events: list[Mapping[str, Any]], kinds: Any) -> tuple[Any, ...] | None:
+    """The memo key of R06's verdict over `events`, or None when it cannot be memoised."""
+    if not isinstance(kinds, list) or not _SHAPE_KINDS.issuperset(kinds):
+        return None
+    accepted = next((e for e in events if e.get("type") == "matter.accepted"), None)
+    if accepted is None:
+        return None
+    data = _data(accepted)
+    pin = data.get("flow")
+    if pin is not None and not isinstance(pin, Mapping):
+        return None
+    pinned = None if pin is None else (pin.get("id"), pin.get("version"), pin.get("hash"))
+    steps = []
+    for e in events:
+        event_type = e.get("type")
+        step = _data(e).get("step") if event_type == "matter.step_completed" else None
+        steps.append((event_type, step if isinstance(step, str) else None))
+    key = (tuple(kinds), data.get("matter_type"), pin is None, pinned, tuple(steps))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def _flow_nonconforming(view: View, params: Mapping[str, Any]) -> bool:
     """R06: `projections.conformance.check_matter` over the matter's events (history + this
     terminal event) reports a finding whose kind is in `finding_kinds` (missing_step,
     out_of_order)."""
+    matter = [*_history(view), view]
+    kinds = params["finding_kinds"]
+    key = _shape(matter, kinds)
+    if key is not None:
+        known = _VERDICTS.get(key)
+        if known is not None:
+            return known
     events = [
         {
             "type": e.get("type"),
@@ -150,12 +196,17 @@ def _flow_nonconforming(view: View, params: Mapping[str, Any]) -> bool:
             "actor": e.get("actor") or {},
             "data": _data(e),
         }
-        for e in [*_history(view), view]
+        for e in matter
     ]
     if not _of_type(events, "matter.accepted"):
         return False
-    kinds = params["finding_kinds"]  # only these kinds are computed (the verdict is the same)
-    return bool(check_matter(events, _flows(), _calendar(), kinds=kinds))
+    # only the kinds asked are computed (the verdict is the same)
+    verdict = bool(check_matter(events, _flows(), _calendar(), kinds=kinds))
+    if key is not None:
+        if len(_VERDICTS) >= MAX_VERDICTS:
+            _VERDICTS.clear()
+        _VERDICTS[key] = verdict
+    return verdict
 
 
 def _invoice_surge(view: View, params: Mapping[str, Any]) -> bool:
