@@ -130,6 +130,9 @@ class ProjectionRunner:
         self.cache_cap = cache_cap
         self.reset_on_open = model.ensure(list(self.projections.values()))
         self._cache: dict[str, dict[str, Doc | None]] = {n: {} for n in self.projections}
+        # during a rebuild: projections whose tables this runner emptied -> the keys it has
+        # committed since (any other key is known to be absent: no query to load it)
+        self._fresh: dict[str, set[str]] = {}
         self.conflicts = 0
 
     # -- catching up -----------------------------------------------------------------------
@@ -204,11 +207,11 @@ class ProjectionRunner:
             hi = min(lo + batch, target + 1)
             wanted = self._wanted_types(folded, hi - 1)
             if wanted is None:
-                events = [decode_record(p, rec) for p, _, _, rec in self.log.by_position(lo, hi)]
+                events = [decode_record(p, rec) for p, rec in self._records(lo, hi)]
             else:
                 events = [
                     decode_record(p, rec)
-                    for p, _, _, rec in self.log.by_position(lo, hi)
+                    for p, rec in self._records(lo, hi)
                     if record_type(rec).startswith(wanted)
                 ]
             self._apply(events, folded, hi - 1, dirty, refs)
@@ -221,6 +224,25 @@ class ProjectionRunner:
                 progress(hi - lo)
             lo = hi
         return applied
+
+    def _records(self, lo: int, hi: int) -> Iterator[tuple[int, bytes]]:
+        """(position, record) of positions lo <= p < hi, ascending (one query, no stream id
+        conversion when the log is a `LogReader`)."""
+        log = self.log
+        if not isinstance(log, LogReader):
+            for p, _, _, record in log.by_position(lo, hi):
+                yield p, record
+            return
+        mark = "?" if log.sqlite else "%s"
+        cursor = log.conn.cursor()
+        cursor.execute(
+            f"SELECT {log.pos}, state FROM {log.table}"  # noqa: S608 - constants
+            f" WHERE {log.pos} >= {mark} AND {log.pos} < {mark} ORDER BY {log.pos}",
+            (lo, hi),
+        )
+        while rows := cursor.fetchmany(5000):
+            for p, state in rows:
+                yield p, state if type(state) is bytes else bytes(state)
 
     def _wanted_types(self, tracked: dict[str, int], end: int) -> tuple[str, ...] | None:
         """Type names and `family.` prefixes the projections still behind `end` accept; None
@@ -275,10 +297,16 @@ class ProjectionRunner:
                 for key in keys:
                     if key not in cache:
                         missing[name].add(key)
-        for name, wanted in missing.items():
+        for name, absent in missing.items():
+            fresh = self._fresh.get(name)
+            cache = self._cache[name]
+            wanted = absent
+            if fresh is not None:
+                for key in absent - fresh:
+                    cache[key] = None
+                wanted = absent & fresh
             if wanted:
                 stored = self.model.load(name, sorted(wanted))
-                cache = self._cache[name]
                 for key in wanted:
                     raw = stored.get(key)
                     cache[key] = _loads(raw) if raw is not None else None
@@ -315,6 +343,8 @@ class ProjectionRunner:
             write.moves[name] = (tracked[name], folded[name])
         self.model.commit_batch(write)
         tracked.update(folded)
+        for name, fresh in self._fresh.items():
+            fresh.update(dirty[name])
         for changed in dirty.values():
             changed.clear()
         refs.clear()
@@ -333,6 +363,7 @@ class ProjectionRunner:
     def _drop_cache(self) -> None:
         for cache in self._cache.values():
             cache.clear()
+        self._fresh.clear()  # another runner may have written: load every key again
 
     def rebuild(
         self,
@@ -351,13 +382,17 @@ class ProjectionRunner:
         self.model.reset_all(chosen, indexes=False)
         for proj in chosen:
             self._cache[proj.name].clear()
-        applied = self.catch_up(
-            batch=batch,
-            stop_at=stop_at,
-            progress=progress,
-            flush_every=flush_every,
-            max_dirty=max_dirty,
-        )
+            self._fresh[proj.name] = set()
+        try:
+            applied = self.catch_up(
+                batch=batch,
+                stop_at=stop_at,
+                progress=progress,
+                flush_every=flush_every,
+                max_dirty=max_dirty,
+            )
+        finally:
+            self._fresh.clear()
         for proj in chosen:
             self.model.create_indexes(proj)
         return applied
