@@ -143,10 +143,9 @@ def parse_strict(raw: bytes) -> Any:
     return value
 
 
-# Bytes without escapes whose every digit run outside strings is an integer (not followed by a
-# fraction or an exponent). Outside strings only numbers hold digits; inside, with no escapes,
-# a string is simply "…".
-_NO_FLOAT = re.compile(rb'(?:[^"0-9]++|"[^"]*+"|[0-9]++(?![.eE]))*+')
+# A number with a fraction or an exponent: a digit directly followed by ".", "e" or "E". Only
+# numbers hold digits outside strings (true/false/null hold none).
+_FLOAT_TOKEN = re.compile(rb"[0-9][.eE]")
 
 
 def _walk_needed(raw: bytes) -> bool:
@@ -155,7 +154,8 @@ def _walk_needed(raw: bytes) -> bool:
     NFC text. True means "walk the value" (it may still be fine)."""
     if b"\\" in raw or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
         return True
-    if _NO_FLOAT.fullmatch(raw) is None:
+    # without escapes, strings are simply "…": every other piece between quotes is outside
+    if _FLOAT_TOKEN.search(b"".join(raw.split(b'"')[0::2])) is not None:
         return True
     return not raw.isascii() and not unicodedata.is_normalized("NFC", raw.decode("utf-8"))
 
@@ -169,14 +169,31 @@ def _fast_form(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER)
 
 
+_STRICT_DUMPS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_STRICT_INTEGER
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
 def canonical_bytes(value: Any) -> bytes:
     """RFC 8785 canonical bytes of `value` (which MUST satisfy `parse_strict`'s rules).
 
     Uses the fast form when it provably equals RFC 8785 (see the module docstring), else
-    `rfc8785` itself.
+    `rfc8785` itself. The value walk runs only when the encoded bytes do not prove the rules
+    (`_walk_needed`); whatever orjson refuses to encode (a lone surrogate, an integer past the
+    I-JSON range, a non-string key, a date, a dataclass, a subclass of str/int/dict/list) is
+    refused here too.
     """
-    _check_value(value)
-    fast = _fast_form(value)
+    try:
+        fast = orjson.dumps(value, option=_STRICT_DUMPS)
+    except orjson.JSONEncodeError as exc:
+        _check_value(value)  # names the reason where it can
+        raise MalformedInput(ReasonCode.MALFORMED_JSON, f"cannot canonicalise: {exc}") from None
+    if _walk_needed(fast):
+        _check_value(value)
     if not _has_four_byte_utf8(fast):
         return fast
     try:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from ledger.canonical import (
     MAX_DEPTH,
     MAX_SAFE_INT,
+    _check_value,
     _fast_form,
     canonical_bytes,
     parse_canonical,
@@ -373,3 +374,34 @@ def test_nesting_deeper_than_max_depth_is_rejected_on_the_append_path() -> None:
 
 def test_parse_strict_rejects_nesting_deeper_than_max_depth() -> None:
     assert reason(TOO_DEEP) is ReasonCode.MALFORMED_JSON
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_values)
+@example({"a": 1.0})
+@example({"a": -(2**53)})
+@example({"a": "\ud800"})
+@example({"a": "e\u0301"})
+def test_canonical_bytes_refuses_exactly_what_the_rules_forbid(value: Any) -> None:
+    expected: ReasonCode | None = None
+    try:
+        _check_value(value)
+    except MalformedInput as exc:
+        expected = exc.reason
+    if expected is None:
+        assert canonical_bytes(value) == bytes(rfc8785.dumps(value))
+    else:
+        with pytest.raises(MalformedInput) as caught:
+            canonical_bytes(value)
+        assert caught.value.reason is expected
+
+
+def test_canonical_bytes_refuses_dates_and_subclasses() -> None:
+    import datetime as dt
+
+    class Text(str):
+        pass
+
+    for bad in ({"a": dt.datetime(2026, 1, 1)}, {"a": Text("x")}, {1: "x"}):
+        with pytest.raises(MalformedInput):
+            canonical_bytes(bad)
