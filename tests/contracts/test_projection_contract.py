@@ -293,3 +293,123 @@ def test_sqlite_and_postgres_hold_the_same_bytes(full_ledger, tmp_path):
         post.close()
     finally:
         pg.cleanup()
+
+
+_REBUILD_CHILD = """
+import sys, time
+from ledger.log_reader import LogReader
+from ledger.store import StoreConfig
+from projections.read_model import ReadModel
+from projections.runner import ProjectionRunner
+from tests.projections._support import every_projection
+log = LogReader(StoreConfig(sys.argv[1]))
+runner = ProjectionRunner(log, ReadModel(sys.argv[2]), every_projection())
+runner.rebuild(batch=7, flush_every=21, progress=lambda n: time.sleep(0.02))
+print("finished", flush=True)
+"""
+
+
+def _indexes(model: Any, name: str) -> set[str]:
+    cur = model.conn.cursor()
+    if model.dialect == "sqlite":
+        cur.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?",
+            (f"proj_{name}",),
+        )
+    else:
+        cur.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = %s"
+            " AND schemaname = current_schema()",
+            (f"proj_{name}",),
+        )
+    return {
+        str(r[0])
+        for r in cur.fetchall()
+        if not str(r[0]).startswith(("sqlite_", "proj_" + name + "_pkey"))
+    }
+
+
+def test_sigkill_mid_rebuild_resumes_exactly_and_restores_the_indexes(models, full_ledger):
+    """A rebuild commits every `flush_every` positions, without secondary indexes: killed
+    between two commits, a new runner creates the indexes and resumes to the rebuild's bytes."""
+    url = models.url()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _REBUILD_CHILD, f"sqlite:///{full_ledger / 'ledger.db'}", url],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+    )
+    model = open_model(url)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            tracking = model.tracking() if child.poll() is None else {}
+            if tracking and min(p for _, p in tracking.values()) >= 60:
+                break
+            assert child.poll() is None, "the child finished or failed before the kill"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    total = log_reader(full_ledger).max_position()
+    positions = {p for _, p in model.tracking().values()}
+    assert all(0 < p < total and p % 21 == 0 for p in positions), positions
+    indexed = [p for p in every_projection() if p.columns]
+    assert all(not _indexes(model, p.name) for p in indexed)  # deferred to the rebuild's end
+    ProjectionRunner(log_reader(full_ledger), model, every_projection()).catch_up(batch=50)
+    for p in indexed:
+        assert _indexes(model, p.name) == {f"proj_{p.name}_{c}" for c, _ in p.columns}
+    assert dump(model, _names()) == dump(_rebuilt(full_ledger, models.url()), _names())
+
+
+def test_a_rebuild_commits_rarely_and_builds_the_indexes(models, full_ledger):
+    model = open_model(models.url())
+    commits: list[int] = []
+    real = model.commit_batch
+
+    def counted(write: Any) -> None:
+        commits.append(len(write.moves))
+        real(write)
+
+    model.commit_batch = counted  # type: ignore[method-assign]
+    runner = ProjectionRunner(log_reader(full_ledger), model, every_projection())
+    total = log_reader(full_ledger).max_position()
+    runner.rebuild(batch=10)
+    assert len(commits) == 1  # default flush: 250k positions or 50k documents
+    runner.rebuild(batch=10, flush_every=100)
+    assert len(commits) == 1 + -(-total // 100)
+    runner.rebuild(batch=10, max_dirty=1)
+    assert len(commits) > 1 + -(-total // 100) + total // 20
+    for p in every_projection():
+        assert _indexes(model, p.name) == {f"proj_{p.name}_{c}" for c, _ in p.columns}
+    assert dump(model, _names()) == dump(_rebuilt(full_ledger, models.url()), _names())
+
+
+def test_stream_keyed_refs_are_found_in_the_stream(models, full_ledger):
+    """The case history stores no refs row for an event routed to its own stream; `refs`
+    still lists exactly the positions whose events `route` sends to the key."""
+    from projections.base import decode_record
+
+    model = _rebuilt(full_ledger, models.url())
+    runner = ProjectionRunner(log_reader(full_ledger), model, every_projection())
+    proj = runner.projections["case_history"]
+    assert getattr(proj, "stream_keyed", False)
+    expected: dict[str, list[int]] = {}
+    streams: dict[int, str] = {}
+    for position, _, _, record in log_reader(full_ledger).by_position(1, 10**9):
+        event = decode_record(position, record)
+        streams[position] = event.stream
+        for key in proj.route(event):
+            expected.setdefault(key, []).append(position)
+    assert expected, "the sample log holds matters"
+    assert {k for k, _ in model.iter_docs("case_history")} == set(expected)
+    for key, positions in expected.items():
+        assert runner.refs("case_history", key) == positions
+        stored = model.refs("case_history", key)
+        assert all(streams[p] != key for p in stored)
+        assert runner.refs("case_history", key, upto=positions[0]) == positions[:1]
+    middle = log_reader(full_ledger).max_position() // 2
+    touched = {k for k, ps in expected.items() if any(p > middle for p in ps)}
+    assert runner.keys_touched_after("case_history", middle) == touched
