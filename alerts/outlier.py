@@ -10,8 +10,8 @@ mean value lies strictly below the peers' mean by more than `sigmas` standard de
 - the peers' mean is the mean of the peers' own means (each peer counts once, however many
   cases it decided), σ the population standard deviation of those means;
 - the test is `peer_mean − mean > sigmas · σ` (so with σ = 0 any lower mean is an outlier),
-  evaluated on squares of `Fraction`s: no floats, no square roots, the same answer on every
-  machine and in every replay (sums are exact, so the order of the peers does not matter).
+  evaluated on squares in exact integer arithmetic (the rational test multiplied out): no
+  floats, no square roots, the same answer on every machine and in every replay.
 
 It returns the official's event ids in the window (the warning's triggers, oldest first), or
 None. It is a statistical signal only: it never decides blame.
@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from math import lcm
 from typing import Any
 
 __all__ = ["outlier_verdict"]
@@ -34,23 +35,18 @@ def _value(text: Any) -> Fraction | None:
         return None
 
 
-_PARSED: dict[str, Fraction | None] = {}  # decimal string -> exact value (immutable: cached)
+_PARSED: dict[str, tuple[int, int] | None] = {}  # decimal string -> (numerator, denominator)
 
 
-def _parsed(raw: Any) -> Fraction | None:
-    if not isinstance(raw, str):
-        return _value(raw)
-    if raw in _PARSED:
+def _parsed(raw: Any) -> tuple[int, int] | None:
+    """`_value(raw)` as (numerator, denominator) in lowest terms; decimal strings cached."""
+    if raw.__class__ is str and raw in _PARSED:
         return _PARSED[raw]
     value = _value(raw)
-    if len(_PARSED) < 100_000:
-        _PARSED[raw] = value
-    return value
-
-
-def _total(by_denominator: dict[int, int]) -> Fraction:
-    """The exact sum of values kept as numerator sums per denominator."""
-    return sum((Fraction(n, d) for d, n in by_denominator.items()), Fraction(0))
+    pair = None if value is None else (value.numerator, value.denominator)
+    if raw.__class__ is str and len(_PARSED) < 100_000:
+        _PARSED[raw] = pair
+    return pair
 
 
 def outlier_verdict(
@@ -67,29 +63,49 @@ def outlier_verdict(
     counts: dict[str, int] = {}
     ids: list[str] = []
     for _ts, event_id, who, raw in cases:
-        value = _parsed(raw)
-        if value is None:
+        pair = _PARSED.get(raw) if raw.__class__ is str and raw in _PARSED else _parsed(raw)
+        if pair is None:
             continue
-        name = str(who)
+        name = who if who.__class__ is str else str(who)
         by_denominator = sums.get(name)
         if by_denominator is None:
             by_denominator = sums[name] = {}
-        d = value.denominator
-        by_denominator[d] = by_denominator.get(d, 0) + value.numerator
-        counts[name] = counts.get(name, 0) + 1
+            counts[name] = 0
+        n, d = pair
+        by_denominator[d] = by_denominator.get(d, 0) + n
+        counts[name] += 1
         if who == official:
-            ids.append(str(event_id))
+            ids.append(event_id if event_id.__class__ is str else str(event_id))
     least = max(min_cases, 1)
     own = counts.get(official, 0)
     if own < least:
         return None
-    peers = [_total(sums[who]) / n for who, n in counts.items() if who != official and n >= least]
-    if len(peers) < max(min_peers, 1):
+    peers = [who for who, n in counts.items() if who != official and n >= least]
+    k = len(peers)
+    if k < max(min_peers, 1):
         return None
-    mean = _total(sums[official]) / own
-    peer_mean = sum(peers, Fraction(0)) / len(peers)
-    variance = sum(((p - peer_mean) ** 2 for p in peers), Fraction(0)) / len(peers)
-    gap = peer_mean - mean
-    if gap <= 0 or gap * gap <= sigmas * sigmas * variance:
+    # Exact integer form of `peer_mean - mean > sigmas * sigma`: with every sum over one
+    # common denominator D (S_w) and the peers' means over D * L (A_p, L = lcm of their
+    # counts), gap = G / (k D L own) and variance = V / (k^3 D^2 L^2), so the test is
+    # G > 0 and k G^2 den(sigmas)^2 > num(sigmas)^2 V own^2 (all denominators positive).
+    common = 1
+    for who in (official, *peers):
+        for d in sums[who]:
+            common = lcm(common, d)
+
+    def scaled(who: str) -> int:
+        return sum(n * (common // d) for d, n in sums[who].items())
+
+    span = 1
+    for who in peers:
+        span = lcm(span, counts[who])
+    means = [scaled(who) * (span // counts[who]) for who in peers]
+    total = sum(means)
+    gap = own * total - k * span * scaled(official)
+    if gap <= 0:
+        return None
+    spread = sum((k * a - total) ** 2 for a in means)
+    num, den = sigmas.numerator, sigmas.denominator
+    if k * gap * gap * den * den <= num * num * spread * own * own:
         return None
     return ids[-64:]
