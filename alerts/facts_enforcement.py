@@ -76,13 +76,30 @@ def _official(event: Mapping[str, Any]) -> str | None:
     return official if isinstance(official, str) else None
 
 
+_FLOWS_OF: dict[tuple[Any, ...], PowerFlow | None] = {}  # acceptance's pin -> its flow
+
+
 def _flow_of(view: View) -> PowerFlow | None:
     """The flow of the matter whose acceptance is in the view's history (or is the view)."""
     accepted = _of_type([*_history(view), view], "matter.accepted")
     if not accepted:
         return None
-    flow = resolve_flow(_data(accepted[0]), _flows())
-    return flow if isinstance(flow, PowerFlow) else None
+    data = _data(accepted[0])
+    pin = data.get("flow")
+    key: tuple[Any, ...] | None = None
+    if pin is None or isinstance(pin, Mapping):  # resolve_flow reads only these fields
+        pinned = None if pin is None else (pin.get("id"), pin.get("version"), pin.get("hash"))
+        key = (data.get("matter_type"), pin is None, pinned)
+        try:
+            if key in _FLOWS_OF:
+                return _FLOWS_OF[key]
+        except TypeError:  # an unhashable field: not memoised
+            key = None
+    flow = resolve_flow(data, _flows())
+    found = flow if isinstance(flow, PowerFlow) else None
+    if key is not None and len(_FLOWS_OF) < MAX_VERDICTS:
+        _FLOWS_OF[key] = found
+    return found
 
 
 def _matter_major(view: View, params: Mapping[str, Any]) -> bool:
@@ -150,6 +167,7 @@ def reset_memos() -> None:
     """Forget memoised verdicts. `alerts.engine.Engine` calls it when it is created, so a memo
     never outlives the run that filled it (it never changes a result: the facts are pure)."""
     _VERDICTS.clear()
+    _FLOWS_OF.clear()
 
 
 def _shape(events: list[Mapping[str, Any]], kinds: Any) -> tuple[Any, ...] | None:

@@ -83,6 +83,27 @@ def test_a_new_engine_starts_with_an_empty_memo() -> None:
     ]
     view = {"type": "matter.concluded", "data": {}, "occurred_at": "2026-03-02T02:00:00Z"}
     R06({**view, "history": history}, {"finding_kinds": ["missing_step"]})
+    facts.ENFORCEMENT_FACTS["approval_below_flow_level"](
+        {**view, "history": history}, {"approval_steps": ["approve"]}
+    )
     assert facts._VERDICTS
+    assert facts._FLOWS_OF
     Engine(load_ruleset(), default_calendar())
     assert not facts._VERDICTS
+    assert not facts._FLOWS_OF
+
+
+def test_the_flow_memo_tells_pins_apart() -> None:
+    skipped = facts.ENFORCEMENT_FACTS["approval_below_flow_level"]
+    params = {"approval_steps": ["approve", "decide"]}
+    flow = next(f for f in FLOWS if f.approval_level >= 2 and f.step("approve"))
+    view = {"type": "matter.concluded", "data": {}}
+    for pin in (flow.pin(), {**flow.pin(), "hash": "0" * 64}, flow.pin(), None):
+        data = {"matter_type": flow.matter_type, **({} if pin is None else {"flow": pin})}
+        history = [{"type": "matter.accepted", "data": data}]
+        known = pin is None or pin["hash"] == flow.hash
+        latest = max(
+            (f for f in FLOWS if f.matter_type == flow.matter_type), key=lambda f: f.version
+        )
+        expect = known and (pin is not None or latest.approval_level >= 1)
+        assert skipped({**view, "history": history}, params) is expect
