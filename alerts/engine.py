@@ -165,7 +165,7 @@ class Engine(MatchKinds):
                 if follower and key not in pending:
                     continue  # no absence pending for this key: nothing to track
                 keeps = plan.keeps
-                if plan.acts:
+                if plan.acts and (plan.opens or key in rules[plan.rule_id]):
                     seen = view if keeps is None else self.with_history(plan.code, key, view, ts)
                     out += plan.handler(plan, key, seen, ts)
                 if keeps:

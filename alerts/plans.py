@@ -142,6 +142,9 @@ class Plan:
     steps: tuple[Pred | None, ...]
     enter: Pred | None  # history
     drop: tuple[Pred, ...]
+    # False when, for a key with no state, the handler provably does nothing: an absence
+    # whose `start` or a sequence whose first step does not name the type
+    opens: bool
 
 
 def _always(view: Any, bound: Any) -> bool:
@@ -173,6 +176,12 @@ def compile_plan(
     if rule.kind == "escalation":
         trigger = _always if event_type in _types({"event": m.get("over", [])}) else None
     history = m.get("history")
+    start, steps = one(m.get("start")), tuple(one(s) for s in m.get("steps", []))
+    opens = True
+    if rule.kind == "absence":
+        opens = start is not None
+    elif rule.kind == "sequence":
+        opens = bool(steps) and steps[0] is not None
     return Plan(
         rule=rule,
         rule_id=rule.id,
@@ -184,12 +193,13 @@ def compile_plan(
         getters=getters,
         slot=slot,
         trigger=trigger,
-        start=one(m.get("start")),
+        start=start,
         ends=some([*m.get("expect", []), *m.get("cancel", [])]),
         escalate=some(m.get("escalate") or []),
         extends=bool(m.get("extend")) and event_type in _types(m["extend"]),
         cancel=some(m.get("cancel", [])) if rule.kind == "sequence" else (),
-        steps=tuple(one(s) for s in m.get("steps", [])),
+        steps=steps,
         enter=one(history),
         drop=some(history.get("drop", [])) if history else (),
+        opens=opens,
     )
