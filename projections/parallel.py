@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -26,12 +27,21 @@ from projections.base import Projection
 from projections.read_model import ReadModel
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
+from projections.shards import shard_heavy
 
 __all__ = ["PARALLEL_MIN_EVENTS", "partition", "rebuild_parallel"]
 
 # Below this log size one process is faster: starting a worker (a fresh interpreter importing
 # the projections) costs 1-3 s. Measured: 20k events, 20,216/s in one process vs 4,976/s in two.
 PARALLEL_MIN_EVENTS = 200_000
+
+_SHARD = re.compile(r"(?P<parent>[a-z][a-z0-9_]*)_s[0-9]+")
+
+
+def _stray_shard(tracked: str, chosen: Sequence[Projection]) -> bool:
+    """A tracking row left by a crashed sharded rebuild of one of `chosen`."""
+    found = _SHARD.fullmatch(tracked)
+    return found is not None and found["parent"] in {p.name for p in chosen}
 
 
 def partition(projections: Sequence[Projection], workers: int) -> list[list[str]]:
@@ -91,18 +101,24 @@ def rebuild_parallel(
     log = LogReader(store)
     try:
         runner = ProjectionRunner(log, model, chosen)
+        tracked = model.tracking()
+        model.drop_shards([t for t in tracked if _stray_shard(t, chosen)])
         model.reset_all(chosen, indexes=False)
         if (
             workers <= 1
             or model_url.endswith(":memory:")
-            or len(chosen) == 1
             or not _picklable(chosen)
             or log.max_position() < min_events
         ):
             runner.rebuild(batch=batch, progress=progress)
             return min(model.position(p.name) for p in chosen)
-        by_name = {p.name: p for p in chosen}
-        groups = [[by_name[n] for n in group] for group in partition(chosen, workers)]
+        planned, parts = shard_heavy(chosen, workers)
+        if len(planned) == 1:
+            runner.rebuild(batch=batch, progress=progress)
+            return min(model.position(p.name) for p in chosen)
+        model.reset_all([p for p in planned if p.name not in registered], indexes=False)
+        by_name = {p.name: p for p in planned}
+        groups = [[by_name[n] for n in group] for group in partition(planned, workers)]
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(len(groups), mp_context=context) as pool:
             futures = [
@@ -122,7 +138,10 @@ def rebuild_parallel(
                 time.sleep(0.05)
             for future in futures:
                 future.result()  # re-raise a worker's error here
-        return min(model.position(n) for n in by_name)
+        for parent, shards in parts.items():
+            model.merge_parts(registered[parent], shards)
+            model.create_indexes(registered[parent])
+        return min(model.position(p.name) for p in chosen)
     finally:
         model.close()
         log.close()

@@ -1,4 +1,5 @@
-"""A parallel rebuild (one group of projections per process) equals a serial one, byte for byte."""
+"""A parallel rebuild (one group of projections per process, the heaviest projection split into
+shards) equals a serial one, byte for byte, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ import pytest
 
 from ledger.errors import NeikongError
 from ledger.store import StoreConfig
+from projections.case_history import CaseHistory
 from projections.parallel import partition, rebuild_parallel
+from projections.read_model import TrackingConflict
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
+from projections.shards import shard_heavy
+from tests.conftest import require_pg
 from tests.projections._support import (
     append,
     close_all,
+    drop_pg_schema,
     dump,
     empty_ledger,
     log_reader,
     open_model,
+    pg_schema_url,
     signed_records,
 )
 
@@ -67,3 +74,67 @@ def test_unknown_projection_is_refused(tmp_path: Path) -> None:
     store = StoreConfig(f"sqlite:///{ledger / 'ledger.db'}")
     with pytest.raises(NeikongError, match="no registered projection"):
         rebuild_parallel(store, f"sqlite:///{tmp_path / 'm.db'}", ["nope"])
+
+
+def test_the_heaviest_projection_is_sharded_and_merged(tmp_path: Path, closing: None) -> None:
+    """case_history costs more than a fair share of two workers: it is rebuilt as two shards
+    (disjoint keys, documents byte for byte its own) merged into it, with its indexes."""
+    projections = all_projections()
+    planned, parts = shard_heavy(projections, 2)
+    assert parts == {"case_history": ["case_history_s0", "case_history_s1"]}
+    shards = [p for p in planned if p.name in parts["case_history"]]
+    keys = [f"matter/r-{i}" for i in range(200)]
+    assert all(sum(s.mine(k) for s in shards) == 1 for k in keys)  # type: ignore[attr-defined]
+    assert all(any(s.mine(k) for k in keys) for s in shards)  # type: ignore[attr-defined]
+    assert shard_heavy(projections, 1) == (projections, {})
+
+    ledger = empty_ledger(tmp_path / "ledger")
+    append(ledger, signed_records(ledger, 1500, seed=4))
+    names = [p.name for p in projections]
+    store = StoreConfig(f"sqlite:///{ledger / 'ledger.db'}")
+    serial = open_model(f"sqlite:///{tmp_path / 'serial.db'}")
+    ProjectionRunner(log_reader(ledger), serial, all_projections()).rebuild(batch=300)
+    url = f"sqlite:///{tmp_path / 'parallel.db'}"
+    model = open_model(url)
+    model.reset_all([shards[1]], indexes=False)  # a stray shard of a crashed rebuild
+    rebuild_parallel(store, url, names, workers=2, min_events=0)
+    assert dump(model, names) == dump(serial, names)
+    assert set(model.tracking()) == set(names)  # shards merged and dropped
+    assert dump(model, ["case_history"])["case_history"]["rows"], "the log holds matters"
+    cur = model.conn.cursor()
+    cur.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'proj_case_history'")
+    found = {r[0] for r in cur.fetchall()}
+    assert {f"proj_case_history_{c}" for c, _ in CaseHistory.columns} <= found
+
+
+def test_merge_refuses_shards_at_different_positions(tmp_path: Path, closing: None) -> None:
+    model = open_model(f"sqlite:///{tmp_path / 'm.db'}")
+    proj = CaseHistory()
+    planned, parts = shard_heavy([proj, *all_projections()[:1]], 2)
+    shards = [p for p in planned if p.name in parts["case_history"]]
+    model.ensure([proj, *shards])
+    cur = model.conn.cursor()
+    cur.execute("UPDATE proj_tracking SET position = 5 WHERE projection = 'case_history_s0'")
+    with pytest.raises(TrackingConflict, match="cannot merge"):
+        model.merge_parts(proj, parts["case_history"])
+    assert model.position("case_history") == 0
+
+
+def test_parallel_sharded_rebuild_on_postgres_equals_serial(tmp_path: Path, closing: None) -> None:
+    dsn = require_pg()
+    ledger = empty_ledger(tmp_path / "ledger")
+    append(ledger, signed_records(ledger, 1200, seed=6))
+    names = [p.name for p in all_projections()]
+    store = StoreConfig(f"sqlite:///{ledger / 'ledger.db'}")
+    serial = open_model(f"sqlite:///{tmp_path / 'serial.db'}")
+    ProjectionRunner(log_reader(ledger), serial, all_projections()).rebuild(batch=300)
+    url, schema = pg_schema_url(dsn)
+    try:
+        for _ in range(2):  # twice: the second over a model that holds documents
+            rebuild_parallel(store, url, names, workers=2, min_events=0)
+            model = open_model(url)
+            assert dump(model, names) == dump(serial, names)
+            assert set(model.tracking()) == set(names)
+            model.close()
+    finally:
+        drop_pg_schema(dsn, schema)
