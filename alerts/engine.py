@@ -148,6 +148,7 @@ class Engine(MatchKinds):
         late = state.late
         rules = state.rules
         entry: dict[str, Any] | None = None  # the event's history entry, shared by rules
+        with_history: dict[str, Any] | None = None  # the view plus a rule's key's history
         keyed: list[list[str] | None] = [None] * slots  # plans with the same key paths share
         for plan in plans:
             follower = plan.follower
@@ -166,7 +167,12 @@ class Engine(MatchKinds):
                     continue  # no absence pending for this key: nothing to track
                 keeps = plan.keeps
                 if plan.acts and (plan.opens or key in rules[plan.rule_id]):
-                    seen = view if keeps is None else self.with_history(plan.code, key, view, ts)
+                    seen = view
+                    if keeps is not None:  # the rule keeps a history: its facts read it
+                        if with_history is None:  # one copy per event; no handler keeps it
+                            with_history = dict(view)
+                        with_history["history"] = self.history_of(plan.code, key, ts)
+                        seen = with_history
                     out += plan.handler(plan, key, seen, ts)
                 if keeps:
                     entry = self.remember(plan, key, view, ts, entry)

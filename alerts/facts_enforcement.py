@@ -231,13 +231,16 @@ def _invoice_surge(view: View, params: Mapping[str, Any]) -> bool:
     """R08 (发票用量猛增): this month's invoiced `amount` exceeds `surge_factor` × the
     taxpayer's peak over the kept earlier reports (the last 12 months), given at least
     `min_history_months` of them."""
-    amount = as_decimal(field(view, "data.amount"))
-    past = [
-        as_decimal(_data(e).get("amount"))
-        for e in _of_type(_history(view), "taxpayer.invoice_usage_reported")
-    ]
-    peaks = [a for a in past if a is not None]
-    if amount is None or len(peaks) < int(params["min_history_months"]):
+    amount = as_decimal(_data(view).get("amount"))
+    if amount is None:
+        return False
+    peaks = []
+    for e in _history(view):
+        if e.get("type") == "taxpayer.invoice_usage_reported":
+            past = as_decimal(_data(e).get("amount"))
+            if past is not None:
+                peaks.append(past)
+    if len(peaks) < int(params["min_history_months"]):
         return False
     return amount > _param_decimal(params["surge_factor"]) * max(peaks)
 
@@ -284,7 +287,8 @@ def _burden_low_consecutive(view: View, params: Mapping[str, Any]) -> bool:
 def _void_or_reversal_high(view: View, params: Mapping[str, Any]) -> bool:
     """R10: voided / invoices > `void_ratio_max`, or reversed_amount / amount >
     `reversal_ratio_max` (作废率 / 红冲率), in the month's report."""
-    invoices, voided = field(view, "data.invoices"), field(view, "data.voided")
+    data = _data(view)  # a missing field reads as None (was MISSING): the same verdicts
+    invoices, voided = data.get("invoices"), data.get("voided")
     limit = _param_decimal(params["void_ratio_max"])
     if (
         isinstance(invoices, int)
@@ -293,8 +297,8 @@ def _void_or_reversal_high(view: View, params: Mapping[str, Any]) -> bool:
         and voided > limit * invoices
     ):
         return True
-    amount = as_decimal(field(view, "data.amount"))
-    reversed_amount = as_decimal(field(view, "data.reversed_amount"))
+    amount = as_decimal(data.get("amount"))
+    reversed_amount = as_decimal(data.get("reversed_amount"))
     if amount is None or reversed_amount is None or amount <= 0:
         return False
     return reversed_amount > _param_decimal(params["reversal_ratio_max"]) * amount

@@ -93,17 +93,15 @@ class MatchKinds:
 
     # -- per-key history (match.history) -------------------------------------------------
 
-    def with_history(self, code: RuleCode, key: str, view: View, ts: int) -> View:
-        """`view` plus `history`: the earlier events of `key` the rule keeps (oldest first,
-        inside `history.window`), for facts to read; `view` itself if the rule keeps none."""
-        if code.history is None:
-            return view
-        kept = self.state.rules.get(code.history_id, {}).get(key, [])
+    def history_of(self, code: RuleCode, key: str, ts: int) -> list[dict[str, Any]]:
+        """The earlier events of `key` the rule keeps (oldest first, inside `history.window`),
+        for facts to read as `view["history"]` (the rule MUST keep a history)."""
+        kept: list[dict[str, Any]] = self.state.rules.get(code.history_id, {}).get(key, [])
         cutoff_s = code.history_window_s
         if cutoff_s is not None and kept:
             cutoff = ts - cutoff_s
             kept = [h for h in kept if h["ts"] > cutoff]
-        return {**view, "history": kept}
+        return kept
 
     def remember(
         self, plan: Plan, key: str, view: View, ts: int, entry: dict[str, Any] | None = None
