@@ -6,7 +6,9 @@ Figures (keys of the JSON object):
                             all from the beginning; events / (produce + consume seconds).
 - sdk_emit_per_s            `Producer.emit` with its durable outbox (each call returns only once
                             its row is fsynced) from `emit_threads` threads of one process, the
-                            Kafka transport delivering in the background meanwhile.
+                            Kafka transport delivering in the background meanwhile. The nine
+                            producer systems of the process share one outbox file (one fsync
+                            per group commit covers all of them).
 - e2e_per_s                 producer SDK → Kafka → `neikong ingest` (its own process) → durable
                             ledger: events / seconds from the first emit until the ledger holds
                             the last event.
@@ -47,6 +49,7 @@ from producers.kafka_transport import (
     ensure_topics,
     producer_settings,
 )
+from producers.outbox import Outbox
 from producers.producer import Producer
 from producers.simulator import SimEvent, simulate
 
@@ -200,14 +203,22 @@ class _Bench:
 
     def _producers(
         self, ledger_dir: Path, topic: str, name: str
-    ) -> tuple[dict[str, Producer], KafkaTransport]:
+    ) -> tuple[dict[str, Producer], KafkaTransport, Outbox]:
+        """One producer per system, all sharing one outbox file (one fsync per group commit
+        covers every system of the process) and one Kafka transport."""
         transport = KafkaTransport(self.bootstrap, topic)
-        outboxes = self.scratch / f"outbox-{name}"
+        outbox = Outbox(self.scratch / f"outbox-{name}.db", limit=max(100_000, self.events))
         producers = {
-            s: Producer(s, k, transport, outbox=outboxes / f"{s}.db")
-            for s, k in self.signers(ledger_dir).items()
+            s: Producer(s, k, transport, outbox=outbox) for s, k in self.signers(ledger_dir).items()
         }
-        return producers, transport
+        return producers, transport, outbox
+
+    @staticmethod
+    def _close(producers: dict[str, Producer], transport: KafkaTransport, outbox: Outbox) -> None:
+        for p in producers.values():
+            p.close()
+        outbox.close()
+        transport.close()
 
     def emit_threaded(self, producers: dict[str, Producer]) -> float:
         """Emit every simulated event from `emit_threads` threads (a stream stays in one
@@ -236,7 +247,7 @@ class _Bench:
 
     def sdk_emit(self, ledger_dir: Path) -> tuple[float, float, str]:
         topic = self.topic("sdk")
-        producers, transport = self._producers(ledger_dir, topic, "sdk")
+        producers, transport, outbox = self._producers(ledger_dir, topic, "sdk")
         try:
             started = time.perf_counter()
             emitted = self.emit_threaded(producers)
@@ -244,14 +255,12 @@ class _Bench:
                 p.flush(600)
             delivered = time.perf_counter() - started
         finally:
-            for p in producers.values():
-                p.close()
-            transport.close()
+            self._close(producers, transport, outbox)
         return self.events / emitted, self.events / delivered, topic
 
     def sdk_batch_emit(self, ledger_dir: Path) -> float:
         topic = self.topic("batch")
-        producers, transport = self._producers(ledger_dir, topic, "batch")
+        producers, transport, outbox = self._producers(ledger_dir, topic, "batch")
         try:
             started = time.perf_counter()
             for i in range(0, len(self.sims), 500):
@@ -265,9 +274,7 @@ class _Bench:
             for p in producers.values():
                 p.flush(600)
         finally:
-            for p in producers.values():
-                p.close()
-            transport.close()
+            self._close(producers, transport, outbox)
         return self.events / elapsed
 
     def start_ingest(
@@ -343,16 +350,14 @@ class _Bench:
         base = _rows(ledger_dir)
         proc, log_path = self.start_ingest(ledger_dir, topic, "e2e")
         try:
-            producers, transport = self._producers(ledger_dir, topic, "e2e")
+            producers, transport, outbox = self._producers(ledger_dir, topic, "e2e")
             try:
                 started = time.perf_counter()
                 self.emit_threaded(producers)
                 self.wait_ledger(ledger_dir, base + self.events, proc, log_path)
                 return self.events / (time.perf_counter() - started)
             finally:
-                for p in producers.values():
-                    p.close()
-                transport.close()
+                self._close(producers, transport, outbox)
         finally:
             self.stop(proc)
 

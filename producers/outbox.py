@@ -1,11 +1,14 @@
 """The producer's durable outbox: signed records wait here until the transport has them.
 
-One SQLite file per producer system (WAL, `synchronous=FULL`: every commit is fsynced)::
+One SQLite file (WAL, `synchronous=FULL`: every commit is fsynced), either dedicated to one
+producer system (`Outbox(path, system)`, the usual embedding: one tax system, one key) or
+shared by every producer system of one process (`Outbox(path)`): then one fsync covers the
+events of all of them, which is what makes a process hosting several systems fast::
 
     outbox    id, stream, record (the signed bytes), producer_seq, created_at,
               delivered_at (NULL until the transport acknowledged the record)
     chains    stream -> last stream_seq and SHA-256 of that event's body (the next `prev`)
-    producer  the system this outbox belongs to and its last producer sequence
+    producer  each system writing to this file and its last producer sequence
 
 Guarantees:
 - A row, the chain state of its stream and the producer sequence are committed in ONE
@@ -59,24 +62,30 @@ class OutboxRow:
 
 
 class Ticket:
-    """The commit a queued row belongs to; shared by every row of one group commit."""
+    """The commit a queued row belongs to; shared by every row of one group commit.
+
+    A lock held until the commit ends: each waiter takes it and passes it on at once, so a
+    commit wakes its waiters one after another without a condition variable's shared lock.
+    """
 
     __slots__ = ("_done", "error")
 
     def __init__(self) -> None:
-        self._done = threading.Event()
+        self._done = threading.Lock()
+        self._done.acquire()
         self.error: NeikongError | None = None
 
     def wait(self, timeout: float | None = None) -> None:
         """Return once the rows are durable; raise `StoreError` if their commit failed."""
-        if not self._done.wait(timeout):
+        if not self._done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
             raise Backpressure(f"the outbox did not commit within {timeout} s; retry later")
+        self._done.release()
         if self.error is not None:
             raise self.error
 
     def _finish(self, error: NeikongError | None = None) -> None:
         self.error = error
-        self._done.set()
+        self._done.release()
 
 
 class Outbox:
@@ -89,7 +98,7 @@ class Outbox:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        system: str,
+        system: str | None = None,
         *,
         limit: int = 100_000,
         retain_delivered_s: float = 60.0,
@@ -137,14 +146,16 @@ class Outbox:
         try:
             for statement in _SCHEMA:
                 conn.execute(statement)
-            rows = conn.execute("SELECT system FROM producer").fetchall()
-            if not rows:
-                conn.execute("INSERT INTO producer (system, seq) VALUES (?, 0)", (self.system,))
-            elif rows[0][0] != self.system:
+            systems = [r[0] for r in conn.execute("SELECT system FROM producer").fetchall()]
+            others = [x for x in systems if x != self.system]
+            if self.system is not None and others:
                 raise NeikongError(
-                    f"the outbox {self.path} belongs to producer system {rows[0][0]!r}, "
-                    f"not {self.system!r}; give each system its own outbox file"
+                    f"the outbox {self.path} belongs to producer system {others[0]!r}, "
+                    f"not {self.system!r}; give each system its own outbox file "
+                    "(or open it shared, without a system)"
                 )
+            if self.system is not None and not systems:
+                conn.execute("INSERT INTO producer (system, seq) VALUES (?, 0)", (self.system,))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -153,9 +164,11 @@ class Outbox:
     def _load(self) -> None:
         """(Re)load the committed state: producer seq, undelivered rows, next row id."""
         conn = self._reader
-        self._producer_seq = int(
-            conn.execute("SELECT seq FROM producer WHERE system = ?", (self.system,)).fetchone()[0]
-        )
+        self._producer_seqs: dict[str, int] = {
+            str(system): int(seq)
+            for system, seq in conn.execute("SELECT system, seq FROM producer").fetchall()
+        }
+        self._seq_updates: dict[str, int] = {}
         self._next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0])
         self._next_id += 1
         ids = conn.execute(
@@ -177,8 +190,16 @@ class Outbox:
 
     @property
     def producer_seq(self) -> int:
-        """The last producer sequence handed out (committed or queued)."""
-        return self._producer_seq
+        """The last producer sequence handed out (committed or queued) of a dedicated outbox."""
+        if self.system is None:
+            raise NeikongError("a shared outbox has one producer sequence per system")
+        return self._producer_seqs.get(self.system, 0)
+
+    def producer_seq_of(self, system: str) -> int:
+        """The last producer sequence handed out (committed or queued) for `system`."""
+        if self.system is not None and system != self.system:
+            raise NeikongError(f"outbox of {self.system!r} given to producer {system!r}")
+        return self._producer_seqs.get(system, 0)
 
     def check_capacity(self) -> None:
         """Raise `Backpressure` when `limit` records are still undelivered."""
@@ -209,16 +230,30 @@ class Outbox:
         return head
 
     def add(
-        self, stream: str, record: bytes, stream_seq: int, digest: bytes, producer_seq: int
+        self,
+        stream: str,
+        record: bytes,
+        stream_seq: int,
+        digest: bytes,
+        producer_seq: int,
+        *,
+        system: str | None = None,
     ) -> tuple[int, Ticket]:
-        """Queue one signed record with the chain state it creates; return (row id, ticket)."""
-        if producer_seq != self._producer_seq + 1:
-            raise ValueError(f"producer seq {producer_seq} does not follow {self._producer_seq}")
+        """Queue one signed record with the chain state it creates; return (row id, ticket).
+
+        `system` may be left out for a dedicated outbox."""
+        system = system or self.system
+        if system is None:
+            raise ValueError("a shared outbox needs the producer system of each record")
+        last = self.producer_seq_of(system)
+        if producer_seq != last + 1:
+            raise ValueError(f"producer seq {producer_seq} of {system} does not follow {last}")
         if stream_seq != self.head(stream)[0] + 1:
             raise ValueError(f"stream seq {stream_seq} does not follow the head of {stream}")
         row_id = self._next_id
         self._next_id += 1
-        self._producer_seq = producer_seq
+        self._producer_seqs[system] = producer_seq
+        self._seq_updates[system] = producer_seq
         self._heads[stream] = (stream_seq, digest)
         self._chain_updates[stream] = (stream_seq, digest)
         self._uncommitted[stream] = self._uncommitted.get(stream, 0) + 1
@@ -313,12 +348,12 @@ class Outbox:
                 chains, self._chain_updates = self._chain_updates, {}
                 marks, self._marks = self._marks, []
                 ticket, self._ticket = self._ticket, Ticket()
-                producer_seq = self._producer_seq
+                seqs, self._seq_updates = self._seq_updates, {}
             prune = time.monotonic() - last_prune >= prune_every
             if not (rows or marks or prune):
                 continue
             try:
-                self._commit(rows, chains, producer_seq, marks, prune)
+                self._commit(rows, chains, seqs, marks, prune)
             except sqlite3.Error as exc:
                 self._failed(marks, ticket, exc)
                 continue
@@ -344,7 +379,7 @@ class Outbox:
         self,
         rows: list[tuple[int, str, bytes, int, float]],
         chains: dict[str, tuple[int, bytes]],
-        producer_seq: int,
+        seqs: dict[str, int],
         marks: list[tuple[float, int]],
         prune: bool,
     ) -> None:
@@ -363,8 +398,10 @@ class Outbox:
                     " digest = excluded.digest",
                     [(s, q, d) for s, (q, d) in chains.items()],
                 )
-                conn.execute(
-                    "UPDATE producer SET seq = ? WHERE system = ?", (producer_seq, self.system)
+                conn.executemany(
+                    "INSERT INTO producer (system, seq) VALUES (?, ?)"
+                    " ON CONFLICT (system) DO UPDATE SET seq = excluded.seq",
+                    list(seqs.items()),
                 )
             if marks:
                 conn.executemany("UPDATE outbox SET delivered_at = ? WHERE id = ?", marks)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ledger.builder import build_body, new_event_id
 from ledger.envelope import b64
@@ -95,16 +95,14 @@ class Producer:
             self.outbox = outbox
         else:
             self.outbox = Outbox(outbox, system, limit=outbox_limit)
-        if self.outbox is not None and self.outbox.system != system:
+        if self.outbox is not None and self.outbox.system not in (None, system):
             raise NeikongError(f"outbox of {self.outbox.system!r} given to producer {system!r}")
         self._producer_seq = producer_seq
         self._streams: dict[str, tuple[int, bytes]] = {}
         self._delivery: _Delivery | None = None
         self._batch = threading.local()
         if self.outbox is not None:
-            self._delivery = _Delivery(self.outbox, transport)
-            if background:
-                self._delivery.start()
+            self._delivery = _Delivery.attach(self.outbox, transport, background=background)
 
     def _event_id(self, occurred_at: str) -> str:
         if self._rng is None:
@@ -184,9 +182,11 @@ class Producer:
         with outbox.lock:
             outbox.check_capacity()
             seq, digest = outbox.head(stream)
-            producer_seq = outbox.producer_seq + 1
+            producer_seq = outbox.producer_seq_of(self.system) + 1
             event_id, record, new_digest = self._stamp(stream, seq, digest, producer_seq, fields)
-            _, ticket = outbox.add(stream, record, seq + 1, new_digest, producer_seq)
+            _, ticket = outbox.add(
+                stream, record, seq + 1, new_digest, producer_seq, system=self.system
+            )
         emitted = EmittedEvent(event_id, stream, seq + 1, producer_seq, record)
         pending: list[tuple[Ticket, EmittedEvent]] | None = getattr(self._batch, "pending", None)
         if pending is not None:
@@ -226,7 +226,7 @@ class Producer:
 
     @property
     def undelivered(self) -> int:
-        """Events in the outbox that the transport has not acknowledged yet."""
+        """Events in the outbox (of every system sharing it) not acknowledged yet."""
         return 0 if self.outbox is None else self.outbox.undelivered
 
     def flush(self, timeout: float | None = None) -> None:
@@ -247,7 +247,8 @@ class Producer:
                 self._delivery.flush(timeout)
             except Backpressure as exc:
                 log.warning("closing with undelivered events (sent on restart): %s", exc)
-            self._delivery.stop()
+            self._delivery.detach()
+            self._delivery = None
         if self._owns_outbox and self.outbox is not None:
             self.outbox.close()
 
@@ -259,9 +260,15 @@ class Producer:
 
 
 class _Delivery:
-    """Moves committed outbox rows to the transport and records their acknowledgements."""
+    """Moves committed outbox rows to the transport and records their acknowledgements.
+
+    One per outbox: the producers sharing an outbox share its delivery (and MUST share its
+    transport); it stops when the last of them detaches.
+    """
 
     CHUNK = 2000
+    _by_outbox: ClassVar[dict[int, _Delivery]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, outbox: Outbox, transport: Transport) -> None:
         self.outbox = outbox
@@ -270,6 +277,31 @@ class _Delivery:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures = 0
+        self._users = 0
+
+    @classmethod
+    def attach(cls, outbox: Outbox, transport: Transport, *, background: bool) -> _Delivery:
+        with cls._registry_lock:
+            delivery = cls._by_outbox.get(id(outbox))
+            if delivery is None:
+                delivery = cls._by_outbox[id(outbox)] = cls(outbox, transport)
+                if background:
+                    delivery.start()
+            elif delivery.transport is not transport:
+                raise NeikongError(
+                    f"the outbox {outbox.path} is delivered through another transport; "
+                    "producers sharing an outbox share its transport"
+                )
+            delivery._users += 1
+            return delivery
+
+    def detach(self) -> None:
+        with self._registry_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            self._by_outbox.pop(id(self.outbox), None)
+        self.stop()
 
     def start(self) -> None:
         self._thread = threading.Thread(
