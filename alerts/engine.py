@@ -38,7 +38,7 @@ from alerts.matchers import NO_BOUND, MatchKinds
 from alerts.plans import Plan, RuleCode, compile_plan
 from alerts.rules import Rule, RuleSet
 from alerts.state import DetectorState
-from alerts.timers import Timer, TimerHeap
+from alerts.timers import TimerHeap
 from alerts.view import MISSING
 from alerts.view import field as get
 from alerts.warnings import LEVELS, Emitted, derive_event_id, level_index, warning_stream
@@ -341,31 +341,27 @@ class Engine(MatchKinds):
         heap = self.timers.items
         if not heap or heap[0][0] > until:
             return out  # nothing due (the common case: checked before every event)
-        for timer in self.timers.pop_due(until, strict):
-            rule = self._rule(timer.rule_id)
-            pending = self._keys(rule).get(timer.key)
-            if not self._current(timer, pending):
+        rules = self.state.rules
+        for due_at, rule_id, key, step, start_id in self.timers.pop_due_items(until, strict):
+            rule = self._rule(rule_id)
+            pending = rules.setdefault(rule.id, {}).get(key)
+            # current: its absence is still pending from the same start, the step is not yet
+            # fired and the due time still holds (an extension pushes a new timer)
+            if (
+                pending is None
+                or pending["start"]["id"] != start_id
+                or step <= pending["fired"]
+                or pending["dues"][step] != due_at
+            ):
                 continue
-            assert pending is not None
-            pending["fired"] = timer.level_step
-            rk = f"{rule.id}\n{timer.key}"
-            if now - timer.due_at > self.late_after_s:
-                self.state.late[rk] = [timer.due_at, timer.level_step, timer.start_id]
+            pending["fired"] = step
+            rk = f"{rule.id}\n{key}"
+            if now - due_at > self.late_after_s:
+                self.state.late[rk] = [due_at, step, start_id]
                 continue
             self.state.late.pop(rk, None)
-            out += self._timer_warning(
-                rule, timer.key, pending, timer.due_at, timer.level_step, late=False
-            )
+            out += self._timer_warning(rule, key, pending, due_at, step, late=False)
         return out
-
-    @staticmethod
-    def _current(timer: Timer, pending: Mapping[str, Any] | None) -> bool:
-        return (
-            pending is not None
-            and pending["start"]["id"] == timer.start_id
-            and timer.level_step > pending["fired"]
-            and pending["dues"][timer.level_step] == timer.due_at
-        )
 
     def _flush_late(self, rule: Rule, key: str) -> list[Emitted]:
         entry = self.state.late.pop(f"{rule.id}\n{key}", None)

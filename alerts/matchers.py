@@ -31,7 +31,7 @@ from alerts.compiled import Getter
 from alerts.outlier import outlier_verdict
 from alerts.predicates import DEADLINES
 from alerts.rules import Rule
-from alerts.timers import Limit, Timer, level_due
+from alerts.timers import Limit, level_due
 from alerts.view import MISSING, View
 from alerts.view import field as get
 from alerts.warnings import Emitted
@@ -208,7 +208,7 @@ class MatchKinds:
         if code.span_s is not None:
             cutoff = ts - code.span_s
             partials = [p for p in partials if p["ts"] > cutoff]
-        if partials and any(c(view, NO_BOUND) for c in plan.cancel):
+        if partials and plan.cancel and any(c(view, NO_BOUND) for c in plan.cancel):
             keys.pop(key, None)  # the matter ended: its partial matches can never complete
             return []
         out: list[Emitted] = []
@@ -264,8 +264,13 @@ class MatchKinds:
         keys = self._keys(rule)
         pending = keys.get(key)
         if pending is not None:
-            if not any(p(view, NO_BOUND) for p in plan.ends):
-                if any(p(view, NO_BOUND) for p in plan.escalate):
+            ended = False
+            for end in plan.ends:
+                if end(view, NO_BOUND):
+                    ended = True
+                    break
+            if not ended:
+                if plan.escalate and any(p(view, NO_BOUND) for p in plan.escalate):
                     return self._trigger(  # a level without `at`: raised by this event
                         code,
                         key,
@@ -304,7 +309,7 @@ class MatchKinds:
         keys[key] = pending
         for step, due in enumerate(dues):
             if due is not None:  # a level without `at` is raised by `escalate` events only
-                self.timers.push(Timer(due, rule.id, key, step, view["event_id"]))
+                self.timers.push_at(due, rule.id, key, step, view["event_id"])
         return []
 
     def _dues(self, code: RuleCode, limit: Limit, ts: int) -> list[int | None]:
@@ -352,9 +357,7 @@ class MatchKinds:
         for step, due in enumerate(moved):
             if step > pending["fired"] and due is not None:
                 pending["dues"][step] = due
-                self.timers.push(
-                    Timer(pending["dues"][step], rule.id, key, step, pending["start"]["id"])
-                )
+                self.timers.push_at(due, rule.id, key, step, pending["start"]["id"])
 
     @staticmethod
     def _track_role(pending: dict[str, Any], view: View) -> None:

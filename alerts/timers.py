@@ -81,6 +81,17 @@ class TimerHeap:
     def push(self, timer: Timer) -> None:
         heapq.heappush(self.items, list(timer))
 
+    def push_at(self, due_at: int, rule_id: str, key: str, level_step: int, start_id: str) -> None:
+        """`push(Timer(...))` without building the tuple (the engine's hot path)."""
+        heapq.heappush(self.items, [due_at, rule_id, key, level_step, start_id])
+
+    def pop_due_items(self, until: int, strict: bool) -> list[list[Any]]:
+        """`pop_due` as the stored lists `[due_at, rule_id, key, level_step, start_id]`."""
+        items, out = self.items, []
+        while items and (items[0][0] < until or (not strict and items[0][0] == until)):
+            out.append(heapq.heappop(items))
+        return out
+
     def next_due(self) -> int | None:
         return int(self.items[0][0]) if self.items else None
 
