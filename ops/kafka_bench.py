@@ -11,7 +11,12 @@ Figures (keys of the JSON object):
                             per group commit covers all of them).
 - e2e_per_s                 producer SDK → Kafka → `neikong ingest` (its own process) → durable
                             ledger: events / seconds from the first emit until the ledger holds
-                            the last event.
+                            the last event. The producers emit as `neikong demo --kafka` does:
+                            in simulation order, 500 events per durable commit
+                            (`Producer.batch`), so the figure measures the path through Kafka
+                            and ingest, not the per-call fsync wait (that is sdk_emit_per_s).
+- e2e_threaded_per_s        the same with the producers calling `emit` from `emit_threads`
+                            threads, each call waiting for its fsync (bounded by sdk_emit_per_s).
 - e2e_vs_inprocess_ingest   e2e_per_s / the in-process ingest rate (the appender fed from
                             memory, as `neikong bench` measures `ingest_per_s`) of the same run.
 Extra figures: the raw produce and consume halves, the SDK's delivery rate, `Producer.batch`
@@ -20,6 +25,7 @@ emits, and `neikong ingest` alone draining a topic that is already full (kafka_i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -258,18 +264,22 @@ class _Bench:
             self._close(producers, transport, outbox)
         return self.events / emitted, self.events / delivered, topic
 
+    def emit_batched(self, producers: dict[str, Producer], chunk: int = 500) -> None:
+        """Emit every simulated event in simulation order, `chunk` at a time inside the
+        `batch()` blocks of every producer (one shared outbox: one commit covers the chunk)."""
+        for i in range(0, len(self.sims), chunk):
+            with contextlib.ExitStack() as blocks:
+                for p in producers.values():
+                    blocks.enter_context(p.batch())
+                for sim in self.sims[i : i + chunk]:
+                    _emit(producers[sim.system], sim)
+
     def sdk_batch_emit(self, ledger_dir: Path) -> float:
         topic = self.topic("batch")
         producers, transport, outbox = self._producers(ledger_dir, topic, "batch")
         try:
             started = time.perf_counter()
-            for i in range(0, len(self.sims), 500):
-                chunk = self.sims[i : i + 500]
-                for system in dict.fromkeys(sim.system for sim in chunk):
-                    with producers[system].batch():
-                        for sim in chunk:
-                            if sim.system == system:
-                                _emit(producers[system], sim)
+            self.emit_batched(producers)
             elapsed = time.perf_counter() - started
             for p in producers.values():
                 p.flush(600)
@@ -345,15 +355,19 @@ class _Bench:
         finally:
             self.stop(proc)
 
-    def e2e(self, ledger_dir: Path) -> float:
-        topic = self.topic("e2e")
+    def e2e(self, ledger_dir: Path, *, threaded: bool) -> float:
+        name = "e2e-threaded" if threaded else "e2e"
+        topic = self.topic(name)
         base = _rows(ledger_dir)
-        proc, log_path = self.start_ingest(ledger_dir, topic, "e2e")
+        proc, log_path = self.start_ingest(ledger_dir, topic, name)
         try:
-            producers, transport, outbox = self._producers(ledger_dir, topic, "e2e")
+            producers, transport, outbox = self._producers(ledger_dir, topic, name)
             try:
                 started = time.perf_counter()
-                self.emit_threaded(producers)
+                if threaded:
+                    self.emit_threaded(producers)
+                else:
+                    self.emit_batched(producers)
                 self.wait_ledger(ledger_dir, base + self.events, proc, log_path)
                 return self.events / (time.perf_counter() - started)
             finally:
@@ -400,7 +414,9 @@ def run_kafka_bench(
         log("kafka bench: neikong ingest draining the SDK's topic…")
         drain = bench.kafka_ingest(bench.ledger_copy(template, "drain"), sdk_topic)
         log("kafka bench: end to end, SDK → Kafka → neikong ingest → ledger…")
-        e2e = bench.e2e(bench.ledger_copy(template, "e2e"))
+        e2e = bench.e2e(bench.ledger_copy(template, "e2e"), threaded=False)
+        log("kafka bench: end to end with per-call emits from threads…")
+        e2e_threaded = bench.e2e(bench.ledger_copy(template, "e2e-threaded"), threaded=True)
     finally:
         try:
             if bench.topics:
@@ -420,6 +436,7 @@ def run_kafka_bench(
         "sdk_batch_emit_per_s": round(batch),
         "kafka_ingest_per_s": round(drain),
         "e2e_per_s": round(e2e),
+        "e2e_threaded_per_s": round(e2e_threaded),
         "inprocess_ingest_per_s": round(inprocess_ingest_per_s),
         "e2e_vs_inprocess_ingest": round(e2e / inprocess_ingest_per_s, 3),
     }
