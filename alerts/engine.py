@@ -159,7 +159,10 @@ class Engine(MatchKinds):
                     continue
             keys = keyed[plan.slot]
             if keys is None:
-                keys = keyed[plan.slot] = keys_of(plan.getters, view)
+                getters = plan.getters  # one path to a string: the common case, inline
+                value = getters[0](view) if len(getters) == 1 else None
+                keys = [value] if value.__class__ is str else keys_of(getters, view)
+                keyed[plan.slot] = keys
             for key in keys:
                 if late and f"{plan.rule_id}\n{key}" in late:
                     out += self._flush_late(plan.rule, key)

@@ -237,9 +237,11 @@ def _invoice_surge(view: View, params: Mapping[str, Any]) -> bool:
     peaks = []
     for e in _history(view):
         if e.get("type") == "taxpayer.invoice_usage_reported":
-            past = as_decimal(_data(e).get("amount"))
-            if past is not None:
-                peaks.append(past)
+            data = e.get("data")
+            if isinstance(data, (dict, Mapping)):  # as `_data`: anything else has no amount
+                past = as_decimal(data.get("amount"))
+                if past is not None:
+                    peaks.append(past)
     if len(peaks) < int(params["min_history_months"]):
         return False
     return amount > _param_decimal(params["surge_factor"]) * max(peaks)
