@@ -16,6 +16,8 @@ must resolve first:
 A `Label` is the simulator's ground truth about one injected anomaly: which kind, which rules
 of the catalogue (DOMAIN.md §3) it should trigger, whom or what it concerns, who is to blame,
 when it became a fact, and the streams that hold the evidence.
+
+Amounts in `data` (and in `pii`) are decimal strings of yuan with two places: `money(fen)`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["Label", "SimEvent"]
+__all__ = ["Label", "SimEvent", "money"]
 
 
 class SimEvent(NamedTuple):
@@ -61,3 +63,9 @@ class Label:
             "at": self.at,
             "evidence": list(self.evidence),
         }
+
+
+def money(fen: int) -> str:
+    """An amount in fen as events carry it: yuan with exactly two decimals (`12345` ->
+    `"123.45"`); `fen` MUST NOT be negative."""
+    return f"{fen // 100}.{fen % 100:02d}"

@@ -12,7 +12,8 @@ matters within 90 days.
 from __future__ import annotations
 
 from producers.sim.engine import Engine, Plan, make_event
-from producers.sim.matters import money, plan_matter
+from producers.sim.events import money
+from producers.sim.matters import plan_matter
 from producers.sim.timing import DAY, OFFICE_DAY
 from producers.sim.world import Taxpayer
 

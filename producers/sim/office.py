@@ -13,16 +13,14 @@ from __future__ import annotations
 from datetime import date
 
 from producers.sim.cases import plan_complaint, plan_violation
+from producers.sim.declarations import plan_annual, plan_income, plan_observed
 from producers.sim.engine import Engine
 from producers.sim.figures import plan_month
 from producers.sim.matters import MATTER_WEIGHTS, plan_matter
-from producers.sim.people import (
-    plan_annual,
+from producers.sim.personnel import (
     plan_appointment,
     plan_assessment,
-    plan_income,
     plan_integrity_update,
-    plan_observed,
     plan_routine,
 )
 from producers.sim.timing import OFFICE_DAY, cst_date, end_of_day
