@@ -169,7 +169,11 @@ class Engine(MatchKinds):
                 if follower and key not in pending:
                     continue  # no absence pending for this key: nothing to track
                 keeps = plan.keeps
-                if plan.acts and (plan.opens or key in rules[plan.rule_id]):
+                if (
+                    plan.acts
+                    and (plan.opens or key in rules[plan.rule_id])
+                    and (plan.gate is None or plan.gate(view, NO_BOUND))
+                ):
                     seen = view
                     if keeps is not None:  # the rule keeps a history: its facts read it
                         if with_history is None:  # one copy per event; no handler keeps it

@@ -31,7 +31,10 @@ from alerts.compiled import Getter, Pred, compile_condition, compile_path
 from alerts.dispatch import handles, remembers
 from alerts.rules import Rule, parse_ratio
 
-__all__ = ["Plan", "RuleCode", "compile_plan"]
+__all__ = ["GATED_KINDS", "ExceptionCode", "LevelDue", "Plan", "RuleCode", "compile_plan"]
+
+
+GATED_KINDS = frozenset({"predicate", "threshold", "value_count", "aggregate_outlier"})
 
 
 def _types(selector: Mapping[str, Any]) -> frozenset[str]:
@@ -44,7 +47,7 @@ def _days_s(rule: Rule, ref: Any) -> int | None:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Exception_:
+class ExceptionCode:
     """One compiled exception: `when` and the last local date it applies on."""
 
     when: Pred
@@ -81,7 +84,7 @@ class RuleCode:
             for spec in rule.levels
         )
         self.exceptions = tuple(
-            Exception_(compile_condition(e["when"], params), date.fromisoformat(e["expires"]))
+            ExceptionCode(compile_condition(e["when"], params), date.fromisoformat(e["expires"]))
             for e in rule.exceptions
         )
         self.primary = rule.attribution["rule"] == "primary_responsibility"
@@ -145,10 +148,42 @@ class Plan:
     # False when, for a key with no state, the handler provably does nothing: an absence
     # whose `start` or a sequence whose first step does not name the type
     opens: bool
+    # trigger-gated kinds keeping a history: the parts of the trigger's `all` that read no
+    # history, on the bare view; false: the trigger is false (the handler does nothing)
+    gate: Pred | None
 
 
 def _always(view: Any, bound: Any) -> bool:
     return True
+
+
+def _reads_history(cond: Any) -> bool:
+    """Whether a condition may read the view's `history`: a fact (facts may), or a path or
+    reference into it. Conservative: anything not understood counts as reading it."""
+    if isinstance(cond, Mapping):
+        if "fact" in cond:
+            return True
+        return any(_reads_history(k) or _reads_history(v) for k, v in cond.items())
+    if isinstance(cond, list | tuple):
+        return any(_reads_history(c) for c in cond)
+    if isinstance(cond, str):
+        return cond == "history" or cond.startswith("history.")
+    return False
+
+
+def _gate(rule: Rule, trigger: Mapping[str, Any] | None) -> Pred | None:
+    """The history-free part of `trigger`'s `where` (an `all`'s parts that read no history,
+    or the whole condition), or None when there is none."""
+    where = (trigger or {}).get("where")
+    if not isinstance(where, Mapping) or len(where) != 1:
+        return None
+    if not _reads_history(where):
+        return compile_condition(where, rule.params)
+    parts = where.get("all")
+    if not isinstance(parts, list):
+        return None
+    free = [c for c in parts if not _reads_history(c)]
+    return compile_condition({"all": free}, rule.params) if free else None
 
 
 def compile_plan(
@@ -202,4 +237,7 @@ def compile_plan(
         enter=one(history),
         drop=some(history.get("drop", [])) if history else (),
         opens=opens,
+        gate=_gate(rule, m.get("trigger"))
+        if history and trigger is not None and rule.kind in GATED_KINDS
+        else None,
     )
