@@ -23,6 +23,7 @@ from ledger.workdays import CST, WorkCalendar, default_calendar
 __all__ = [
     "DAY_S",
     "Calendar",
+    "DueMemo",
     "default_calendar",
     "end_of_local_day",
     "extend_due",
@@ -35,6 +36,7 @@ __all__ = [
 
 DAY_S = 86_400
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_CST_S = int(CST.total_seconds())  # China Standard Time: a fixed offset
 Calendar = WorkCalendar
 
 
@@ -91,3 +93,35 @@ def fixture_calendar(
         return frozenset(v if isinstance(v, date) else date.fromisoformat(v) for v in values)
 
     return WorkCalendar(days(holidays), days(working), first_year=2020, last_year=2035, name=name)
+
+
+class DueMemo:
+    """`limit_due` and `extend_due` for one calendar, memoised: pure functions of their
+    arguments (a limit in days depends on the start's local date only). One per engine, so a
+    memo never outlives its run; MUST give exactly what the plain functions give."""
+
+    def __init__(self, calendar: Calendar, max_entries: int = 65_536) -> None:
+        self.calendar = calendar
+        self.max_entries = max_entries
+        self._limits: dict[tuple[int, int, str], int] = {}
+        self._extended: dict[tuple[int, int, str], int] = {}
+
+    def limit_due(self, ts: int, days: int, kind: str) -> int:
+        key = ((ts + _CST_S) // DAY_S, days, kind)
+        due = self._limits.get(key)
+        if due is None:
+            due = limit_due(ts, days, kind, self.calendar)
+            if len(self._limits) >= self.max_entries:
+                self._limits.clear()
+            self._limits[key] = due
+        return due
+
+    def extend_due(self, due: int, days: int, kind: str) -> int:
+        key = (due, days, kind)
+        moved = self._extended.get(key)
+        if moved is None:
+            moved = extend_due(due, days, kind, self.calendar)
+            if len(self._extended) >= self.max_entries:
+                self._extended.clear()
+            self._extended[key] = moved
+        return moved

@@ -83,6 +83,57 @@ def _right(raw: Any, params: Mapping[str, Any]) -> tuple[Any, Callable[..., Any]
     return raw, None
 
 
+def _short_comparison(op: str, path: str, right: Any) -> Pred | None:
+    """`eq` / `in` against a constant on a path of one or two parts, with the lookup inline
+    (the most common conditions: `type`, `data.step`, `data.matter_type`); else None."""
+    parts = path.split(".")
+    if op == "in" and not isinstance(right, list | tuple | Mapping):
+        return None  # always false: the general form says so
+    if op not in ("eq", "in") or len(parts) > 2:
+        return None
+    if len(parts) == 1:
+        (only,) = parts
+        if op == "eq":
+
+            def eq1(view: View, bound: Mapping[str, Any]) -> bool:
+                try:
+                    left = view[only]
+                except _LOOKUP_ERRORS:
+                    return False
+                return left is not MISSING and bool(left == right)
+
+            return eq1
+
+        def in1(view: View, bound: Mapping[str, Any]) -> bool:
+            try:
+                left = view[only]
+            except _LOOKUP_ERRORS:
+                return False
+            return left is not MISSING and left in right
+
+        return in1
+    first, second = parts
+    if op == "eq":
+
+        def eq2(view: View, bound: Mapping[str, Any]) -> bool:
+            try:
+                left = view[first][second]
+            except _LOOKUP_ERRORS:
+                return False
+            return left is not MISSING and bool(left == right)
+
+        return eq2
+
+    def in2(view: View, bound: Mapping[str, Any]) -> bool:
+        try:
+            left = view[first][second]
+        except _LOOKUP_ERRORS:
+            return False
+        return left is not MISSING and left in right
+
+    return in2
+
+
 def _comparison(op: str, path: str, raw: Any, params: Mapping[str, Any]) -> Pred:
     get = compile_path(path)
     const, dynamic = _right(raw, params)
@@ -91,6 +142,9 @@ def _comparison(op: str, path: str, raw: Any, params: Mapping[str, Any]) -> Pred
     right = const
     if right is MISSING:
         return lambda view, bound: op == "ne"
+    short = _short_comparison(op, path, right)
+    if short is not None:
+        return short
     if op == "eq":
 
         def eq(view: View, bound: Mapping[str, Any]) -> bool:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.calendar import Calendar, format_ts, local_date, parse_ts
+from alerts.calendar import Calendar, DueMemo, format_ts, local_date, parse_ts
 from alerts.compiled import Getter, compile_path
 from alerts.dispatch import keys_of, rule_reads
 from alerts.escalation import CardCounter
@@ -112,6 +112,7 @@ class Engine(MatchKinds):
         self._routes: dict[str, tuple[tuple[Plan, ...], bool, int]] = {}
         self._key_getters: dict[tuple[str, ...], tuple[Getter, ...]] = {}
         self._due_cache = {}
+        self.due_memo = DueMemo(calendar)
         reset_memos()  # memoised fact verdicts never outlive a run (alerts.facts_enforcement)
 
     # -- public surface --------------------------------------------------------------------

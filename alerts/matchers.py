@@ -26,7 +26,7 @@ from datetime import date
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from alerts.calendar import DAY_S, extend_due
+from alerts.calendar import DAY_S
 from alerts.compiled import Getter
 from alerts.outlier import outlier_verdict
 from alerts.predicates import DEADLINES
@@ -38,7 +38,7 @@ from alerts.warnings import Emitted
 from ledger.workdays import OutsideCalendar
 
 if TYPE_CHECKING:
-    from alerts.calendar import Calendar
+    from alerts.calendar import Calendar, DueMemo
     from alerts.engine import EngineStats
     from alerts.escalation import CardCounter
     from alerts.plans import Plan, RuleCode
@@ -75,6 +75,7 @@ class MatchKinds:
     stats: EngineStats
 
     _due_cache: dict[tuple[str, Limit, int], tuple[int | None, ...]]
+    due_memo: DueMemo
 
     if TYPE_CHECKING:
 
@@ -332,6 +333,7 @@ class MatchKinds:
                 plus=spec.plus,
                 plus_extension=spec.plus_extension,
                 calendar=self.calendar,
+                memo=self.due_memo,
             )
             for spec in code.level_dues
         ]
@@ -348,7 +350,7 @@ class MatchKinds:
             return
         try:
             moved = [
-                None if due is None else extend_due(due, days, kind, self.calendar)
+                None if due is None else self.due_memo.extend_due(due, days, kind)
                 for due in pending["dues"]
             ]
         except OutsideCalendar:

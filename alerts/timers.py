@@ -19,9 +19,10 @@ import math
 from collections.abc import Mapping
 from datetime import date
 from fractions import Fraction
+from functools import partial
 from typing import Any, NamedTuple
 
-from alerts.calendar import Calendar, end_of_local_day, extend_due, limit_due
+from alerts.calendar import Calendar, DueMemo, end_of_local_day, extend_due, limit_due
 
 __all__ = ["Limit", "Timer", "TimerHeap", "level_due"]
 
@@ -59,16 +60,28 @@ def level_due(
     plus: Mapping[str, Any] | None,
     plus_extension: bool,
     calendar: Calendar,
+    memo: DueMemo | None = None,
 ) -> int:
+    """The due time of a level; `memo` (of the same calendar) only saves recomputation."""
+    limit_of = memo.limit_due if memo else partial(_limit_due, calendar=calendar)
+    extend = memo.extend_due if memo else partial(_extend_due, calendar=calendar)
     if limit.deadline is not None:
         due = start + math.ceil((limit.deadline - start) * fraction)
     else:
-        due = limit_due(start, math.ceil(limit.days * fraction), limit.calendar, calendar)
+        due = limit_of(start, math.ceil(limit.days * fraction), limit.calendar)
     if plus:
-        due = extend_due(due, int(plus["days"]), str(plus["calendar"]), calendar)
+        due = extend(due, int(plus["days"]), str(plus["calendar"]))
     if plus_extension and limit.extension:
-        due = extend_due(due, limit.extension, limit.calendar, calendar)
+        due = extend(due, limit.extension, limit.calendar)
     return due
+
+
+def _limit_due(ts: int, days: int, kind: str, *, calendar: Calendar) -> int:
+    return limit_due(ts, days, kind, calendar)
+
+
+def _extend_due(due: int, days: int, kind: str, *, calendar: Calendar) -> int:
+    return extend_due(due, days, kind, calendar)
 
 
 class TimerHeap:

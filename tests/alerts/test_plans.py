@@ -8,11 +8,14 @@ import dataclasses
 from pathlib import Path
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from alerts.calendar import default_calendar
+from alerts.calendar import DueMemo, default_calendar, extend_due, limit_due
 from alerts.engine import Engine
 from alerts.plans import Plan, _gate, _reads_history
 from alerts.rules import load_ruleset
+from ledger.workdays import OutsideCalendar
 from ops.detector_bench import engine_pass, read_log, simulated_ledger
 
 
@@ -57,3 +60,28 @@ def test_gates_keep_only_history_free_parts() -> None:
     assert _reads_history({"fact": "x"})
     assert _reads_history({"eq": ["history.0.type", "a"]})
     assert not _reads_history({"all": [{"eq": ["data.step", "decide"]}]})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(1_600_000_000, 2_100_000_000), min_size=1, max_size=4),
+    st.integers(0, 40),
+    st.sampled_from(["working", "natural"]),
+)
+def test_the_due_memo_equals_the_plain_calendar(instants: list[int], days: int, kind: str) -> None:
+    calendar = default_calendar()
+    memo = DueMemo(calendar, max_entries=3)
+    for ts in [*instants, *instants]:  # the second round from the memo
+        for fn, plain in (
+            (memo.limit_due, limit_due),
+            (memo.extend_due, extend_due),
+        ):
+            try:
+                want: int | str = plain(ts, days, kind, calendar)
+            except OutsideCalendar:
+                want = "outside"
+            try:
+                got: int | str = fn(ts, days, kind)
+            except OutsideCalendar:
+                got = "outside"
+            assert got == want
