@@ -93,6 +93,9 @@ class Projection(Protocol):
     event the projection routes to the key equal to the event's own stream; `doc_at` and
     `refs` find those events by reading stream `key` and routing each again. It saves one
     refs row per event for projections keyed by stream (the case history).
+    `own_stream_types` (optional): type names and prefixes that `route` MUST send to the
+    event's own stream and nowhere else (a shard of a parallel rebuild then declines records
+    of other shards' streams without parsing them; `skips_record(type, stream id hex)`).
     """
 
     name: ClassVar[str]

@@ -122,6 +122,7 @@ class CaseHistory:
     # parallel rebuild splits it into shards (projections.shards)
     cost: ClassVar[int] = 12
     stream_keyed: ClassVar[bool] = True  # matter.* events: found in the stream, not in refs
+    own_stream_types: ClassVar[tuple[str, ...]] = ("matter.",)  # routed to their stream only
     types: ClassVar[tuple[str, ...]] = ("matter.", "decision.collective_recorded")
     columns: ClassVar[tuple[tuple[str, str], ...]] = (
         ("matter_type", "text"),

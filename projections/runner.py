@@ -207,13 +207,9 @@ class ProjectionRunner:
             hi = min(lo + batch, target + 1)
             wanted = self._wanted_types(folded, hi - 1)
             if wanted is None:
-                events = [decode_record(p, rec) for p, rec in self._records(lo, hi)]
+                events = [decode_record(p, rec) for p, _, rec in self._records(lo, hi)]
             else:
-                events = [
-                    decode_record(p, rec)
-                    for p, rec in self._records(lo, hi)
-                    if record_type(rec).startswith(wanted)
-                ]
+                events = self._decode_wanted(lo, hi, wanted, folded)
             self._apply(events, folded, hi - 1, dirty, refs)
             waiting = sum(len(d) for d in dirty.values())
             if hi > target or hi - since >= flush or waiting >= dirty_cap:
@@ -225,24 +221,51 @@ class ProjectionRunner:
             lo = hi
         return applied
 
-    def _records(self, lo: int, hi: int) -> Iterator[tuple[int, bytes]]:
-        """(position, record) of positions lo <= p < hi, ascending (one query, no stream id
-        conversion when the log is a `LogReader`)."""
+    def _decode_wanted(
+        self, lo: int, hi: int, wanted: tuple[str, ...], folded: dict[str, int]
+    ) -> list[LoggedEvent]:
+        """The events of positions lo <= p < hi that some projection still behind may route:
+        a record is parsed only if its type is `wanted` and a projection admitting the type
+        does not decline it by `skips_record(type, stream id)` (a shard, for one)."""
+        end = hi - 1
+        active = [p for n, p in self.projections.items() if folded[n] < end]
+        rules: dict[str, list[Any] | None] = {}  # type -> skip tests (None: always parse)
+        events = []
+        for p, sid, rec in self._records(lo, hi):
+            kind = record_type(rec)
+            if not kind.startswith(wanted):
+                continue
+            if kind not in rules:
+                found = [getattr(q, "skips_record", None) for q in active if _admits(q, kind)]
+                rules[kind] = None if not found or None in found else found
+            tests = rules[kind]
+            if tests is not None and all(skips(kind, sid) for skips in tests):
+                continue
+            events.append(decode_record(p, rec))
+        return events
+
+    def _records(self, lo: int, hi: int) -> Iterator[tuple[int, str, bytes]]:
+        """(position, stream id hex, record) of positions lo <= p < hi, ascending (one query,
+        fewer conversions when the log is a `LogReader`)."""
         log = self.log
         if not isinstance(log, LogReader):
-            for p, _, _, record in log.by_position(lo, hi):
-                yield p, record
+            for p, sid, _, record in log.by_position(lo, hi):
+                yield p, sid, record
             return
         mark = "?" if log.sqlite else "%s"
         cursor = log.conn.cursor()
         cursor.execute(
-            f"SELECT {log.pos}, state FROM {log.table}"  # noqa: S608 - constants
+            f"SELECT {log.pos}, originator_id, state FROM {log.table}"  # noqa: S608 - constants
             f" WHERE {log.pos} >= {mark} AND {log.pos} < {mark} ORDER BY {log.pos}",
             (lo, hi),
         )
         while rows := cursor.fetchmany(5000):
-            for p, state in rows:
-                yield p, state if type(state) is bytes else bytes(state)
+            for p, oid, state in rows:
+                yield (
+                    p,
+                    oid if type(oid) is str else oid.hex,
+                    state if type(state) is bytes else bytes(state),
+                )
 
     def _wanted_types(self, tracked: dict[str, int], end: int) -> tuple[str, ...] | None:
         """Type names and `family.` prefixes the projections still behind `end` accept; None

@@ -304,7 +304,7 @@ from projections.runner import ProjectionRunner
 from tests.projections._support import every_projection
 log = LogReader(StoreConfig(sys.argv[1]))
 runner = ProjectionRunner(log, ReadModel(sys.argv[2]), every_projection())
-runner.rebuild(batch=7, flush_every=21, progress=lambda n: time.sleep(0.02))
+runner.rebuild(batch=7, flush_every=21, progress=lambda n: time.sleep(0.05))
 print("finished", flush=True)
 """
 

@@ -138,3 +138,28 @@ def test_parallel_sharded_rebuild_on_postgres_equals_serial(tmp_path: Path, clos
             model.close()
     finally:
         drop_pg_schema(dsn, schema)
+
+
+def test_own_stream_types_are_routed_to_their_stream_only() -> None:
+    """What lets a shard decline a record unparsed: every catalogue example of an
+    `own_stream_types` type is routed to its own stream and nowhere else."""
+    from tests.catalogue_examples import EXAMPLES
+    from tests.projections.test_type_hints import _logged
+
+    checked = 0
+    for proj in all_projections():
+        own = tuple(getattr(proj, "own_stream_types", ()))
+        for event_type in sorted(EXAMPLES):
+            if own and event_type.startswith(own):
+                event = _logged(event_type)
+                assert list(proj.route(event)) == [event.stream], (proj.name, event_type)
+                checked += 1
+    assert checked, "the case history declares matter.* own-stream types"
+    shard = shard_heavy(all_projections(), 2)[0]
+    s0 = next(p for p in shard if p.name == "case_history_s0")
+    event = _logged(next(t for t in sorted(EXAMPLES) if t.startswith("matter.")))
+    from ledger.store import stream_id_hex
+
+    sid = stream_id_hex(event.stream)
+    assert s0.skips_record(event.type, sid) is not s0.mine(event.stream)  # type: ignore[attr-defined]
+    assert not s0.skips_record("decision.collective_recorded", sid)  # type: ignore[attr-defined]
