@@ -4,89 +4,45 @@ Each matter pins its flow (`data.flow = flow.pin()`), runs the flow's steps with
 flow names (one handler, reviewer, approver … per matter, never one official in two separated
 roles), inside office hours, and concludes within its time limit (working or natural days on
 the holiday calendar). Major matters (三重一大) are decided only after a collective decision of
-at least a quorum (> half) of the leadership team, which the `decide` step references. Penalty
-matters carry realistic amounts: the fine is the unpaid tax times a ratio inside the Guangdong
-tier for the recorded circumstances (0.5×; 0.5–1×; 1–5×), hearing rights are granted from
-2,000 元 (individual) / 10,000 元 (entity), and a legal review precedes every major decision.
+at least a quorum (> half) of the leadership team, which the `decide` step references
+(`producers.sim.decisions`). Penalty matters carry the figures of `producers.sim.penalties`;
+steps and anomalies per type come from `producers.sim.matter_types`, the schedule from
+`producers.sim.matter_timing`, extensions, withdrawals and amended fines from
+`producers.sim.amendments`.
 
-An injected anomaly changes exactly the facts its kind names and adds a label.
+Guarantees:
+- A matter's events are on one `matter/4403-<code>/<year>-<serial>` stream of its type's
+  producer system, ending with `matter.concluded` or `matter.withdrawn` whose `final_seq` is
+  the number of events on that stream.
+- An injected anomaly changes exactly the facts its kind names and adds a label, timed when
+  it becomes a fact (the decision, the conclusion, the deadline passed).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from ledger.flows import FlowStep, PowerFlow
+from ledger.flows import PowerFlow
+from producers.sim.amendments import amended_fine, insert_extension, withdrawal, withdrawn_at
+from producers.sim.decisions import collective_decision
 from producers.sim.engine import EVENT, Engine, Plan, make_event
+from producers.sim.events import money
+from producers.sim.matter_timing import time_steps
+from producers.sim.matter_types import (
+    DEDICATED,
+    MATTER_SYSTEMS,
+    MATTER_WEIGHTS,
+    OUTCOMES,
+    applicable_kinds,
+    quota_request,
+    steps_taken,
+    with_anomaly,
+)
+from producers.sim.penalties import HEARING_THRESHOLD, notice_data, outlier_case, penalty_terms
 from producers.sim.timing import OFFICE_DAY, cst_date, utc_stamp
-from producers.sim.world import CEILINGS, QUOTAS, Bureau, Official, Taxpayer, Unit
+from producers.sim.world import Bureau, Official, Taxpayer, Unit
 
 __all__ = ["MATTER_SYSTEMS", "MATTER_WEIGHTS", "plan_matter"]
-
-# matter type -> (producer system, stream code)
-MATTER_SYSTEMS: dict[str, tuple[str, str]] = {
-    "registration": ("4403-ctais", "zg"),
-    "refund_applied": ("4403-ctais", "zg"),
-    "refund_discovered": ("4403-ctais", "zg"),
-    "tax_assessment": ("4403-ctais", "zg"),
-    "invoice_book": ("4403-fapiao", "fp"),
-    "invoice_purchase": ("4403-fapiao", "fp"),
-    "invoice_quota_change": ("4403-fapiao", "fp"),
-    "max_invoice_amount": ("4403-xuke", "xk"),
-    "licence": ("4403-xuke", "xk"),
-    "penalty": ("4403-jicha", "jc"),
-    "inspection": ("4403-jicha", "jc"),
-}
-
-MATTER_WEIGHTS: dict[str, float] = {
-    "registration": 0.07,
-    "invoice_purchase": 0.28,
-    "invoice_book": 0.06,
-    "invoice_quota_change": 0.05,
-    "max_invoice_amount": 0.03,
-    "licence": 0.04,
-    "refund_applied": 0.14,
-    "refund_discovered": 0.05,
-    "penalty": 0.14,
-    "tax_assessment": 0.06,
-    "inspection": 0.04,
-}
-
-WARN_FRACTION = 0.8  # R05 `warn_fraction` (R15 warns later: 75 of 90 days)
-HEARING_THRESHOLD = {"individual": 200_000, "entity": 1_000_000}  # in fen: 2,000 / 10,000 元
-COMMITTEE_THRESHOLD = 20_000_000  # fen: 查补 ≥ 200,000 元 goes to the case review committee
-OUTCOMES = {
-    "registration": "registered",
-    "invoice_book": "issued",
-    "invoice_purchase": "issued",
-    "invoice_quota_change": "granted",
-    "max_invoice_amount": "granted",
-    "licence": "granted",
-    "refund_applied": "refunded",
-    "refund_discovered": "refunded",
-    "penalty": "penalised",
-    "tax_assessment": "closed",
-    "inspection": "closed",
-}
-OPTIONAL_P = {
-    "site_check": 0.4,
-    "forward": 0.3,
-    "defence_heard": 0.3,
-    "penalty_executed": 0.7,
-    "legal_review": 0.25,
-}
-CAPS = {
-    "case_filed": 0.3 * OFFICE_DAY,
-    "hearing_requested": 2 * OFFICE_DAY,
-    "hearing_held": 8 * OFFICE_DAY,
-}
-DEDICATED = {
-    "legal_review": "matter.legal_review_completed",
-    "penalty_notice": "matter.penalty_notice_served",
-    "penalty_decided": "matter.penalty_decided",
-}
-
 
 _AT_CONCLUSION = frozenset(
     {
@@ -96,10 +52,14 @@ _AT_CONCLUSION = frozenset(
         "same_person_handles_and_approves",
     }
 )
-
-
-def money(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
+_AT_DECISION = frozenset(
+    {
+        "penalty_outside_tier",
+        "penalty_no_reason",
+        "major_enforcement_without_legal_review",
+        "penalty_without_review",
+    }
+)
 
 
 class _Cast:
@@ -133,105 +93,6 @@ class _Cast:
         return found
 
 
-def _applicable(
-    matter_type: str, major: bool, steps: list[FlowStep], flow: PowerFlow, hearing: bool
-) -> list[str]:
-    names = {s.name for s in steps}
-    kinds = []
-    if major and ("decide" in names or "penalty_decided" in names):
-        kinds.append("major_matter_few_deciders")
-    if "approve" in names and not matter_type.startswith("refund"):
-        kinds += ["approval_skipped", "same_person_handles_and_approves"]
-    if matter_type == "penalty":
-        if major:
-            kinds.append("major_enforcement_without_legal_review")
-        kinds += [
-            "penalty_outside_tier",
-            "penalty_no_reason",
-            "penalty_case_overdue",
-            "penalty_without_review",
-            "withdrawn_without_approval",
-            "reduced_without_approval",
-        ]
-        if hearing:
-            kinds.append("hearing_right_violation")
-    elif matter_type.startswith("refund"):
-        kinds += ["refund_late", "refund_fast_track", "same_person_handles_and_approves"]
-    elif matter_type != "inspection":
-        kinds.append("processing_deadline")
-    if any(b.name in a.after for a, b in zip(steps[1:], steps, strict=False)):
-        kinds.append("step_out_of_order")
-    return kinds
-
-
-def _penalty_terms(
-    eng: Engine,
-    party_kind: str,
-    kind: str | None,
-    outlier: bool,
-    base: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The case's unpaid tax, circumstances, ratio and fine. With `base` (the terms first
-    drawn) an anomaly changes only what its kind names (the ratio or the reason): the unpaid
-    tax, hence `major`, stays, so the steps chosen from it stay right."""
-    rng = eng.rng
-    if base is not None:
-        unpaid, circumstances = base["unpaid"], base["data"]["circumstances"]
-        ratio = base["ratio"]
-    else:
-        unpaid = int(300_000 * (2_000 ** rng.random()))  # fen: 3,000 元 … 6,000,000 元
-        if party_kind == "individual":
-            unpaid //= 20
-        circumstances = rng.choices(("first_corrected", "uncooperative", "serious"), (3, 5, 2))[0]
-        if circumstances == "first_corrected":
-            ratio = 50
-        elif circumstances == "uncooperative":
-            ratio = 50 if outlier else rng.randint(50, 100)
-        else:
-            ratio = 100 if outlier else rng.choice((100, 100, 150, 200, 300, rng.randint(100, 500)))
-    if kind == "penalty_outside_tier":
-        ratio = {"first_corrected": 150, "uncooperative": 30, "serious": 60}[circumstances]
-    reason = {
-        "first_corrected": "corrected_before_decision",
-        "uncooperative": "refused_to_cooperate",
-        "serious": "repeated_concealment",
-    }[circumstances]
-    if kind == "penalty_no_reason":
-        reason = ""
-    fine = unpaid * ratio // 100
-    return {
-        "unpaid": unpaid,
-        "ratio": ratio,
-        "fine": fine,
-        "data": {
-            "fine": money(fine),
-            "unpaid_tax": money(unpaid),
-            "ratio": f"{ratio // 100}.{ratio % 100:02d}",
-            "violation_code": "tax_evasion",
-            "circumstances": circumstances,
-            "discretion_reason": reason,
-            "party_kind": party_kind,
-            "benchmark": {"region": "4403", "version": 1},
-            "major": unpaid >= COMMITTEE_THRESHOLD,
-        },
-    }
-
-
-def _gaps(eng: Engine, names: list[str], span: float) -> list[float]:
-    """Office-second gaps before each of `names`, summing to at most `span`."""
-    weights = [eng.rng.uniform(0.3, 1.0) for _ in names]
-    capped = {i: CAPS[n] for i, n in enumerate(names) if n in CAPS}
-    free = sum(w for i, w in enumerate(weights) if i not in capped) or 1.0
-    gaps: list[float] = []
-    for i, w in enumerate(weights):
-        if i in capped:
-            gaps.append(min(capped[i], span * w / (sum(weights) or 1.0)))
-        else:
-            gaps.append(0.0)
-    rest = max(span - sum(gaps), 0.0)
-    return [g if i in capped else rest * weights[i] / free for i, g in enumerate(gaps)]
-
-
 def plan_matter(
     eng: Engine, tp: Taxpayer, matter_type: str, t0: int, forced: str | None = None
 ) -> str:
@@ -259,7 +120,7 @@ def plan_matter(
     # which steps this matter takes
     party_kind = tp.party_kind
     outlier = cast.approver.id in eng.outliers
-    terms = _penalty_terms(eng, party_kind, None, outlier) if (matter_type == "penalty") else None
+    terms = penalty_terms(eng, party_kind, None, outlier) if (matter_type == "penalty") else None
     amount_fen = 0
     major = False
     if terms is not None:
@@ -267,101 +128,25 @@ def plan_matter(
     elif matter_type in ("licence", "max_invoice_amount", "inspection"):
         major = rng.random() < 0.12
     hearing = terms is not None and terms["fine"] >= HEARING_THRESHOLD[party_kind]
-    steps: list[FlowStep] = []
-    for step in flow.steps:
-        if step.mandatory:
-            steps.append(step)
-        elif step.name == "legal_review":
-            if major or rng.random() < OPTIONAL_P["legal_review"]:
-                steps.append(step)
-        elif step.name in ("hearing_requested", "hearing_held"):
-            if hearing and (step.name == "hearing_held" or rng.random() < 0.3):
-                steps.append(step)
-        elif rng.random() < OPTIONAL_P.get(step.name, 0.3):
-            steps.append(step)
-    names = [s.name for s in steps]
-    if "hearing_held" in names and "hearing_requested" not in names:
-        steps = [s for s in steps if s.name != "hearing_held"]
-
-    applicable = _applicable(matter_type, major, steps, flow, hearing)
-    kind = (forced or None) if forced is not None else eng.choose(applicable)
+    steps = steps_taken(rng, flow, major, hearing)
+    kind = (
+        (forced or None)
+        if forced is not None
+        else eng.choose(applicable_kinds(matter_type, major, steps, hearing))
+    )
     if terms is not None and kind in ("penalty_outside_tier", "penalty_no_reason"):
-        terms = _penalty_terms(eng, party_kind, kind, outlier, base=terms)
+        terms = penalty_terms(eng, party_kind, kind, outlier, base=terms)
         # the notice follows the fine actually proposed (R14: hearing rights from the threshold)
         hearing = terms["fine"] >= HEARING_THRESHOLD[party_kind]
     approver = cast.approver
     if kind == "same_person_handles_and_approves":
         approver = cast.handler
-    removed = {
-        "approval_skipped": "approve",
-        "refund_fast_track": "refund_check",
-        "penalty_without_review": "case_review",
-        "major_enforcement_without_legal_review": "legal_review",
-    }.get(kind or "")
-    if kind == "hearing_right_violation":
-        removed = "hearing"
-    if removed:
-        steps = [s for s in steps if not s.name.startswith(removed)]
-    if kind == "step_out_of_order":
-        for i in range(len(steps) - 1):
-            if steps[i].name in steps[i + 1].after:
-                steps[i], steps[i + 1] = steps[i + 1], steps[i]
-                break
+    steps = with_anomaly(steps, kind)
 
     # timing: office seconds from acceptance
-    late = kind in ("processing_deadline", "refund_late", "penalty_case_overdue")
-    extension = 0
-    if (
-        limit.extension_days
-        and matter_type not in ("penalty", "inspection")
-        and not late
-        and (rng.random() < 0.08)
-    ):
-        extension = limit.extension_days
-    w0 = clock.office(t0)
-    due = clock.due(t0, limit.days, limit.calendar)
-    due_ext = clock.due(t0, limit.days + extension, limit.calendar)
-    budget = max(clock.office(due_ext) - w0 - 600, 600)
-    # normal matters end before the reminder point of the deadline rules (R05 yellow at 80 %
-    # of the limit, R15 at 75 of 90 days); an extended one after the original limit, before
-    # the reminder point moved by the extension
-    warn = clock.due(t0, math.ceil(limit.days * WARN_FRACTION), limit.calendar)
-    if late:
-        span = clock.office(due) - w0 + rng.uniform(0.1, 0.6) * max(budget, OFFICE_DAY) + 3600
-    elif extension:
-        warn_ext = clock.office(clock.due(warn - 1, extension, limit.calendar))
-        span = (clock.office(due) - w0) + (
-            min(budget, warn_ext - w0 - 600) - (clock.office(due) - w0)
-        ) * rng.uniform(0.3, 0.9)
-    else:
-        span = max(min(budget, clock.office(warn) - w0 - 600), 600) * rng.uniform(0.15, 0.9)
-    until = limit.until
-    timed = [s.name for s in steps]
-    if until != "concluded" and until in timed:
-        head = timed[: timed.index(until) + 1]
-        tail = timed[len(head) :]
-    else:
-        head, tail = timed, []
-    gaps = _gaps(eng, [*head, "concluded"] if not tail else head, span)
-    times: list[int] = []
-    w = w0
-    for g in gaps:
-        w += max(int(g), 60)
-        times.append(clock.at(w))
-    for _ in tail:
-        w += int(rng.uniform(0.2, 6) * OFFICE_DAY)
-        times.append(clock.at(w))
-    if tail:
-        w += int(rng.uniform(0.1, 1) * OFFICE_DAY)
-        times.append(clock.at(w))
-    if kind == "refund_late" and "refund_pay" in timed:
-        # 实施细则 第78条 ties the 30 (10) days to the refund itself: the payment is late
-        i = timed.index("refund_pay")
-        if times[i] <= due and times[-1] > due:
-            w_pay = (clock.office(due) + clock.office(times[-1])) // 2
-            times[i] = max(times[i], clock.at(w_pay))
-    if limit.start != "accepted" and timed and timed[0] == limit.start:
-        due = clock.due(times[0], limit.days, limit.calendar)
+    timed, times, due, due_ext, warn, extension = time_steps(
+        eng, t0, limit, matter_type=matter_type, steps=steps, kind=kind
+    )
 
     # the events
     plan = Plan()
@@ -391,54 +176,20 @@ def plan_matter(
     elif terms is not None:
         accepted["amount"] = money(terms["unpaid"])
         accepted["party_kind"] = party_kind
-    elif matter_type == "invoice_quota_change":
-        if rng.random() < 0.7:
-            new_q = next((q for q in QUOTAS if q > tp.quota), tp.quota * 2)
-            request = {
-                "quota_kind": "quantity",
-                "quantity_before": tp.quota,
-                "quantity_requested": new_q,
-            }
-            quota = {"quantity": new_q, "max_amount": money(tp.ceiling * 100)}
-        else:
-            new_c = next((c for c in CEILINGS if c > tp.ceiling), tp.ceiling * 10)
-            request = {
-                "quota_kind": "denomination",
-                "max_amount_before": money(tp.ceiling * 100),
-                "max_amount_requested": money(new_c * 100),
-            }
-            quota = {"quantity": tp.quota, "max_amount": money(new_c * 100)}
-    elif matter_type == "max_invoice_amount":
-        new_c = next((c for c in CEILINGS if c > tp.ceiling), tp.ceiling * 10)
-        request = {
-            "quota_kind": "denomination",
-            "max_amount_before": money(tp.ceiling * 100),
-            "max_amount_requested": money(new_c * 100),
-        }
-        quota = {"quantity": tp.quota, "max_amount": money(new_c * 100)}
+    else:
+        request, quota = quota_request(rng, tp, matter_type)
     if request is not None:
         accepted["request"] = request
     emit(t0, "matter.accepted", cast.handler, "handler", accepted)
 
     decision_stream: str | None = None
     labels: list[tuple[int, str, str | None]] = []  # (time, kind, attributed official)
-    withdraw_at = None
-    if kind == "withdrawn_without_approval" or (kind is None and rng.random() < 0.02):
-        withdraw_at = max(1, len(timed) // 2)
+    withdraw_at = withdrawn_at(eng, kind, len(timed))
     terminal: dict[str, Any] = {}
     by_name = {s.name: s for s in steps}
     for index, (name, t) in enumerate(zip(timed, times, strict=False)):
         if withdraw_at is not None and index == withdraw_at:
-            approved_by = (
-                None
-                if kind == "withdrawn_without_approval"
-                else rng.choice(bureau.leadership[:4]).id
-            )
-            terminal = {
-                "reason": "party_corrected" if terms else "applicant_withdrew",
-                "approved_by": approved_by,
-                "final_seq": 1,
-            }
+            terminal = withdrawal(eng, bureau, kind, bool(terms))
             emit(t, "matter.withdrawn", cast.approver, "approver", terminal)
             if kind:
                 labels.append((t, kind, cast.approver.id))
@@ -446,35 +197,24 @@ def plan_matter(
         role = by_name[name].role
         who = approver if role == "approver" else cast.for_role(role)
         if name in ("decide", "penalty_decided") and major:
-            decision_stream = _collective(
+            decision_stream = collective_decision(
                 eng, plan, bureau, stream, t, times, index, kind, matter_type
             )
         data: dict[str, Any]
         if name == "penalty_notice" and terms is not None:
-            rights = hearing and kind != "hearing_right_violation"
-            data = {
-                "proposed_fine": money(terms["fine"]),
-                "hearing_rights": rights,
-                "party_kind": party_kind,
-                "served_on": cst_date(t),
-            }
+            data = notice_data(terms, hearing, kind, party_kind, cst_date(t))
         elif name == "penalty_decided" and terms is not None:
             data = dict(terms["data"], major=major)
             if kind == "hearing_right_violation":
                 # observable (R14) when the decision is taken without the hearing rights having
                 # been told: labelled then, so a run that ends before the decision has no label
                 labels.append((t, kind, cast.handler.id))
-            if kind in (
-                "penalty_outside_tier",
-                "penalty_no_reason",
-                "major_enforcement_without_legal_review",
-                "penalty_without_review",
-            ):
+            if kind in _AT_DECISION:
                 labels.append((t, kind, who.id))
             if kind == "penalty_case_overdue":
                 labels.append((due + 1, kind, cast.handler.id))
             if who.id in eng.outliers:
-                plan.call(t, _outlier_case(eng, who.id, stream))
+                plan.call(t, outlier_case(eng, who.id, stream))
         elif name == "legal_review":
             data = {
                 "opinion": "approved",
@@ -507,28 +247,15 @@ def plan_matter(
             data,
             **({"refs": ("decision_ref",)} if "decision_ref" in data else {}),
         )
-        if (
-            name == "penalty_decided"
-            and terms is not None
-            and (kind == "reduced_without_approval" or (kind is None and rng.random() < 0.05))
-        ):
-            after_fen = terms["fine"] * rng.randint(40, 80) // 100
-            t_amend = eng.clock.at((eng.clock.office(t) + eng.clock.office(times[index + 1])) // 2)
-            emit(
-                t_amend,
-                "matter.amended",
-                who,
-                "approver",
-                {
-                    "field": "fine",
-                    "before": money(terms["fine"]),
-                    "after": money(after_fen),
-                    "reason": "administrative_review",
-                    "approved_by": None if kind else rng.choice(bureau.leadership[:4]).id,
-                },
+        if name == "penalty_decided" and terms is not None:
+            amended = amended_fine(
+                eng, bureau, kind, fine=terms["fine"], decided=t, following=times[index + 1]
             )
-            if kind:
-                labels.append((t_amend, kind, who.id))
+            if amended is not None:
+                t_amend, amendment = amended
+                emit(t_amend, "matter.amended", who, "approver", amendment)
+                if kind:
+                    labels.append((t_amend, kind, who.id))
     else:
         t_end = times[-1]
         concluded: dict[str, Any] = {"outcome": OUTCOMES[matter_type], "final_seq": 1}
@@ -549,7 +276,7 @@ def plan_matter(
         elif kind == "major_matter_few_deciders":
             labels.append((t_end, kind, bureau.leadership[0].id))
     if extension:
-        _insert_extension(
+        insert_extension(
             eng,
             plan,
             system,
@@ -575,20 +302,6 @@ def plan_matter(
     return stream
 
 
-def _outlier_case(eng: Engine, official: str, stream: str) -> Any:
-    """Count an outlier's lenient decisions; at the fifth (R18's minimum) label them."""
-
-    def count(t: int) -> None:
-        cases = eng.outliers[official]
-        cases.append(stream)
-        if len(cases) == 5 and eng.on_label is not None:
-            eng.on_label(
-                eng.label("discretion_outlier", {"official": official}, official, t, tuple(cases))
-            )
-
-    return count
-
-
 def _quota_update(tp: Taxpayer, quota: dict[str, Any]) -> Any:
     def apply(t: int) -> None:
         tp.quota = int(quota["quantity"])
@@ -596,92 +309,3 @@ def _quota_update(tp: Taxpayer, quota: dict[str, Any]) -> Any:
         tp.last_quota_change = t
 
     return apply
-
-
-def _collective(  # noqa: PLR0917
-    eng: Engine,
-    plan: Plan,
-    bureau: Bureau,
-    stream: str,
-    t: int,
-    times: list[int],
-    index: int,
-    kind: str | None,
-    matter_type: str,
-) -> str | None:
-    """The collective decision a major matter's decision executes (R01: too few or none)."""
-    rng = eng.rng
-    if kind == "major_matter_few_deciders" and rng.random() < 0.3:
-        eng.last_decision_ref = None
-        return None
-    before = times[index - 1] if index > 0 else t - 3600
-    held = eng.clock.at((eng.clock.office(before) + eng.clock.office(t)) // 2)
-    leaders = bureau.leadership
-    size = len(leaders)
-    if kind == "major_matter_few_deciders":
-        participants = [leaders[0].id, leaders[1].id][: rng.choice((1, 2))]
-    else:
-        participants = [o.id for o in leaders[: rng.randint(size // 2 + 1, size)]]
-    dstream = eng.next_serial(f"decision/{bureau.office_unit}/", cst_date(held)[:4])
-    ref = eng.placeholder()
-    eng.last_decision_ref = ref
-    enforcement = matter_type in ("penalty", "inspection")
-    plan.event(
-        held,
-        make_event(
-            "4403-bangong",
-            dstream,
-            "decision.collective_recorded",
-            eng.actor(leaders[0], "chair"),
-            {"unit": bureau.office_unit},
-            {
-                "meeting": "case_review_committee" if enforcement else "bureau_office",
-                "topic": "major_enforcement" if enforcement else "major_matter",
-                "participants": participants,
-                "leadership_size": size,
-                "matters": [stream],
-                "outcome": "approved",
-                "held_on": cst_date(held),
-            },
-            held,
-            ref_key=ref,
-        ),
-    )
-    return dstream
-
-
-def _insert_extension(  # noqa: PLR0917
-    eng: Engine,
-    plan: Plan,
-    system: str,
-    stream: str,
-    subject: dict[str, str],
-    approver: Official,
-    days: int,
-    calendar: str,
-    due: int,
-    due_ext: int,
-) -> None:
-    """An approved extension, before `due` (the reminder point of the original limit, so the
-    deadline rules move every level) and before conclusion."""
-    matter = [it for it in plan.items if it[1] == 0 and it[2].stream == stream]
-    last_before = max((it[0] for it in matter[:-1] if it[0] < due), default=matter[0][0])
-    t = min(eng.clock.at(eng.clock.office(due) - 1800), eng.office_at(last_before, 600))
-    t = max(t, eng.office_at(matter[0][0], 60))
-    plan.event(
-        t,
-        make_event(
-            system,
-            stream,
-            "matter.extension_approved",
-            eng.actor(approver, "approver"),
-            subject,
-            {
-                "days": days,
-                "calendar": calendar,
-                "reason": "complex_case_head_approved",
-                "new_due_at": utc_stamp(due_ext),
-            },
-            t,
-        ),
-    )

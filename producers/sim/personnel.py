@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from producers.sim.decisions import record_decision
 from producers.sim.declarations import report_initial
 from producers.sim.engine import Engine, Plan, make_event
 from producers.sim.timing import DAY, OFFICE_DAY, cst_date, end_of_day
@@ -73,28 +74,15 @@ def plan_appointment(eng: Engine, o: Official, t: int) -> None:
     leaders = b.leadership
     held = t - rng.randint(2, 10) * DAY
     held = eng.clock.at(eng.clock.office(max(held, eng.now)))
-    dstream = eng.next_serial(f"decision/{b.office_unit}/", cst_date(held)[:4])
-    plan.event(
+    record_decision(
+        eng,
+        plan,
+        b,
         held,
-        make_event(
-            "4403-bangong",
-            dstream,
-            "decision.collective_recorded",
-            eng.actor(leaders[0], "chair"),
-            {"unit": b.office_unit},
-            {
-                "meeting": "party_committee",
-                "topic": "appointment",
-                "participants": [
-                    x.id for x in leaders[: rng.randint(len(leaders) // 2 + 1, len(leaders))]
-                ],
-                "leadership_size": len(leaders),
-                "matters": [],
-                "outcome": "approved",
-                "held_on": cst_date(held),
-            },
-            held,
-        ),
+        meeting="party_committee",
+        topic="appointment",
+        participants=[x.id for x in leaders[: rng.randint(len(leaders) // 2 + 1, len(leaders))]],
+        matters=[],
     )
     t = max(t, eng.office_at(held, 3600))
     head = next((m for m in unit.members if m.role == "approver" and m is not o), leaders[0])
