@@ -79,12 +79,16 @@ def _official(event: Mapping[str, Any]) -> str | None:
 _FLOWS_OF: dict[tuple[Any, ...], PowerFlow | None] = {}  # acceptance's pin -> its flow
 
 
-def _flow_of(view: View) -> PowerFlow | None:
-    """The flow of the matter whose acceptance is in the view's history (or is the view)."""
-    accepted = _of_type([*_history(view), view], "matter.accepted")
-    if not accepted:
-        return None
-    data = _data(accepted[0])
+def _flow_of(view: View, history: list[Mapping[str, Any]] | None = None) -> PowerFlow | None:
+    """The flow of the matter whose acceptance is in the view's history (or is the view);
+    `history`: `_history(view)` if the caller has it."""
+    kept = _history(view) if history is None else history
+    accepted = next((e for e in kept if e.get("type") == "matter.accepted"), None)
+    if accepted is None:
+        if view.get("type") != "matter.accepted":
+            return None
+        accepted = view
+    data = _data(accepted)
     pin = data.get("flow")
     key: tuple[Any, ...] | None = None
     if pin is None or isinstance(pin, Mapping):  # resolve_flow reads only these fields
@@ -131,17 +135,20 @@ def _approval_below_flow_level(view: View, params: Mapping[str, Any]) -> bool:
     (`PowerFlow.approval_level` ≥ 1) in its first step named in `approval_steps` (审批, else
     决定), and no such step at a level ≥ L is in the matter (a step without `level` counts as
     level 1, the lowest). Flows with no approval level or no such step: False."""
-    flow = _flow_of(view)
+    history = _history(view)
+    flow = _flow_of(view, history)
     if flow is None or flow.approval_level < 1:
         return False
     names = [s for s in params["approval_steps"] if flow.step(s) is not None]
     if not names:
         return False
-    for event in _of_type(_history(view), "matter.step_completed"):
-        data = _data(event)
-        level = data.get("level", 1)
-        if data.get("step") == names[0] and isinstance(level, int) and level >= flow.approval_level:
-            return False
+    first, needed = names[0], flow.approval_level
+    for event in history:
+        if event.get("type") == "matter.step_completed":
+            data = _data(event)
+            level = data.get("level", 1)
+            if data.get("step") == first and isinstance(level, int) and level >= needed:
+                return False
     return True
 
 

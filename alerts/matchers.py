@@ -244,7 +244,8 @@ class MatchKinds:
             if value is not MISSING:
                 bound[name] = value
 
-    def _limit(self, rule: Rule, view: Mapping[str, Any]) -> Limit | None:
+    def _limit(self, rule: Rule, view: Mapping[str, Any], by: Getter | None = None) -> Limit | None:
+        """The absence's limit for a start event; `by`: `within.by` compiled, if given."""
         within = rule.match["within"]
         if "until" in within:
             value = get(view, within["until"])
@@ -255,7 +256,8 @@ class MatchKinds:
         if "param" in within:
             table = rule.params[within["param"]]
             if "by" in within:
-                entry = table.get(str(get(view, within["by"])))
+                value = by(view) if by is not None else get(view, within["by"])
+                entry = table.get(str(value))
                 return Limit.of(entry) if entry else None
             return Limit.of(table)
         return Limit.of(within)
@@ -292,7 +294,7 @@ class MatchKinds:
         if start is None or not start(view, NO_BOUND):
             return []
         try:
-            limit = self._limit(rule, view)
+            limit = self._limit(rule, view, code.within_by)
             dues = self._dues(code, limit, ts) if limit else None
         except OutsideCalendar:
             self.stats.outside_calendar += 1

@@ -88,6 +88,8 @@ class RuleCode:
             for e in rule.exceptions
         )
         self.primary = rule.attribution["rule"] == "primary_responsibility"
+        within = m.get("within") or {}
+        self.within_by: Getter | None = compile_path(within["by"]) if "by" in within else None
         self.rearm = bool(m.get("rearm"))
         self.binds: tuple[tuple[tuple[str, Getter], ...], ...] = tuple(
             tuple((name, compile_path(path)) for name, path in (s.get("bind") or {}).items())
