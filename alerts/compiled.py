@@ -18,7 +18,7 @@ from typing import Any
 from alerts.predicates import FACTS, evaluate
 from alerts.view import MISSING, View, as_decimal, compare
 
-__all__ = ["Getter", "Pred", "compile_condition", "compile_path"]
+__all__ = ["TRUE", "Getter", "Pred", "compile_condition", "compile_path"]
 
 Getter = Callable[[View], Any]
 Pred = Callable[[View, Mapping[str, Any]], bool]
@@ -63,6 +63,9 @@ def compile_path(path: str) -> Getter:
 
 def _true(view: View, bound: Mapping[str, Any]) -> bool:
     return True
+
+
+TRUE: Pred = _true  # the compiled absent condition: callers MAY skip calling it
 
 
 def _right(raw: Any, params: Mapping[str, Any]) -> tuple[Any, Callable[..., Any] | None]:

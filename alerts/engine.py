@@ -236,7 +236,11 @@ class Engine(MatchKinds):
         return getters
 
     def _keys(self, rule: Rule) -> dict[str, Any]:
-        return self.state.rules.setdefault(rule.id, {})
+        rules = self.state.rules
+        keys = rules.get(rule.id)
+        if keys is None:
+            keys = rules[rule.id] = {}
+        return keys
 
     def exception_applies(self, rule: Rule, view: Mapping[str, Any], ts: int) -> bool:
         exceptions = self._codes[rule.id].exceptions

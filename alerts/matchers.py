@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from alerts.calendar import DAY_S
-from alerts.compiled import Getter
+from alerts.compiled import TRUE, Getter
 from alerts.outlier import outlier_verdict
 from alerts.predicates import DEADLINES
 from alerts.rules import Rule
@@ -114,9 +114,12 @@ class MatchKinds:
         code = plan.code
         if code.history is None:
             return entry
-        store = self.state.rules.setdefault(code.history_id, {})
+        rules = self.state.rules
+        store = rules.get(code.history_id)
+        if store is None:
+            store = rules[code.history_id] = {}
         enter = plan.enter
-        if enter is not None and enter(view, NO_BOUND):
+        if enter is not None and (enter is TRUE or enter(view, NO_BOUND)):
             if entry is None:
                 entry = {k: view[k] for k in ("type", "event_id", "occurred_at", "actor", "data")}
                 entry["ts"], entry["seq"] = ts, view.get("position", 0)
@@ -213,7 +216,7 @@ class MatchKinds:
             keys.pop(key, None)  # the matter ended: its partial matches can never complete
             return []
         out: list[Emitted] = []
-        if partials and any(p is not None for p in steps):
+        if partials and plan.advances:
             for partial in list(partials):
                 step = steps[partial["step"]]
                 if step is not None and step(view, partial["bound"] or NO_BOUND):

@@ -150,6 +150,7 @@ class Plan:
     # False when, for a key with no state, the handler provably does nothing: an absence
     # whose `start` or a sequence whose first step does not name the type
     opens: bool
+    advances: bool  # sequence: some step names the type (a partial match may advance)
     # trigger-gated kinds keeping a history: the parts of the trigger's `all` that read no
     # history, on the bare view; false: the trigger is false (the handler does nothing)
     gate: Pred | None
@@ -239,6 +240,7 @@ def compile_plan(
         enter=one(history),
         drop=some(history.get("drop", [])) if history else (),
         opens=opens,
+        advances=any(p is not None for p in steps),
         gate=_gate(rule, m.get("trigger"))
         if history and trigger is not None and rule.kind in GATED_KINDS
         else None,
