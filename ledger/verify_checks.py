@@ -7,7 +7,6 @@ Pure functions of the rows (and the key registry), shared by the process-pool pa
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Callable, Iterable
 
 from ledger.canonical import parse_canonical, parse_strict
@@ -45,13 +44,19 @@ Row = tuple[int, str, int, bytes]  # position, stream id hex, version, record
 Run = tuple[str, int, int, int, str, str]
 
 
-_LAST_STREAM: list[str] = ["", ""]  # (name, hex): rows come grouped by stream in pass B
+_LAST_STREAM: list[str] = ["", ""]
+_NAMESPACE = STREAM_NAMESPACE.bytes  # (name, hex): rows come grouped by stream in pass B
 
 
 def _stream_hex(stream: str) -> str:
     """UUIDv5 hex of a stream name, remembering only the last one (memory must not grow)."""
     if _LAST_STREAM[0] != stream:
-        _LAST_STREAM[0], _LAST_STREAM[1] = stream, uuid.uuid5(STREAM_NAMESPACE, stream).hex
+        # uuid.uuid5 without building UUID objects: SHA-1 of namespace + name, version 5 and
+        # the RFC 4122 variant set in bytes 6 and 8
+        raw = bytearray(hashlib.sha1(_NAMESPACE + stream.encode("utf-8")).digest()[:16])  # noqa: S324 - UUIDv5 is SHA-1 by definition
+        raw[6] = (raw[6] & 0x0F) | 0x50
+        raw[8] = (raw[8] & 0x3F) | 0x80
+        _LAST_STREAM[0], _LAST_STREAM[1] = stream, raw.hex()
     return _LAST_STREAM[1]
 
 
