@@ -25,6 +25,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,6 +210,8 @@ class Engine(MatchKinds):
                     getters=getters,
                     slot=slots.setdefault(id(getters), len(slots)),
                 )
+                if plan.roles_only:  # the same outcome without the absence's other checks
+                    plan = dataclasses.replace(plan, handler=self._on_absence_roles)
                 plans.append(plan)
             read = any(not p.follower for p in plans)
             route = self._routes[event_type] = (tuple(plans), read, len(slots))

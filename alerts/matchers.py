@@ -318,6 +318,15 @@ class MatchKinds:
                 self.timers.push_at(due, rule.id, key, step, view["event_id"])
         return []
 
+    def _on_absence_roles(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
+        """`_on_absence` for a type that can neither start, fulfil, escalate nor extend the
+        absence (`Plan.roles_only`): all it can do is note the actor's role on a pending one."""
+        if plan.code.primary:
+            pending = self._keys(plan.rule).get(key)
+            if pending is not None:
+                self._track_role(pending, view)
+        return []
+
     def _dues(self, code: RuleCode, limit: Limit, ts: int) -> list[int | None]:
         """The due time of each level (None: no `at`). A limit in days depends on the start's
         local date only (`ledger.workdays`: day 0 is the start day), so its due times are
@@ -371,7 +380,8 @@ class MatchKinds:
         actor = view.get("actor") or {}
         role = actor.get("role")
         if role not in ("handler", "reviewer", "approver"):
-            step = get(view, "data.step")
+            data = view.get("data")
+            step = data.get("step") if data.__class__ is dict else get(view, "data.step")
             role = ROLE_BY_STEP.get(step) if isinstance(step, str) else None
             if view["type"] == "matter.accepted":
                 role = "handler"

@@ -151,6 +151,18 @@ class Plan:
     # whose `start` or a sequence whose first step does not name the type
     opens: bool
     advances: bool  # sequence: some step names the type (a partial match may advance)
+
+    @property
+    def roles_only(self) -> bool:
+        """An absence plan whose type can neither start, fulfil, escalate nor extend it."""
+        return (
+            self.rule.kind == "absence"
+            and self.start is None
+            and not self.ends
+            and not self.escalate
+            and not self.extends
+        )
+
     # trigger-gated kinds keeping a history: the parts of the trigger's `all` that read no
     # history, on the bare view; false: the trigger is false (the handler does nothing)
     gate: Pred | None

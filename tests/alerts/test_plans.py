@@ -1,5 +1,6 @@
 """The engine's shortcuts (alerts.plans: gates on history-free trigger parts, handlers skipped
-for keys with no state that the event cannot open) never change what it emits or keeps: on a
+for keys with no state that the event cannot open, role tracking alone for types an absence
+only follows) never change what it emits or keeps: on a
 simulated labelled log, the engine with them equals the engine without them, byte for byte."""
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ class Plain(Engine):
 
     def _route(self, event_type: str) -> tuple[tuple[Plan, ...], bool, int]:
         plans, read, slots = super()._route(event_type)
-        plain = tuple(dataclasses.replace(p, gate=None, opens=True) for p in plans)
+        plain = tuple(
+            dataclasses.replace(
+                p, gate=None, opens=True, handler=getattr(self, f"_on_{p.rule.kind}")
+            )
+            for p in plans
+        )
         self._routes[event_type] = (plain, read, slots)
         return self._routes[event_type]
 
