@@ -122,16 +122,21 @@ class Envelope(NamedTuple):
         event_type = value["type"]
         data = value["data"]
         final = data.get("final_seq") if event_type in TERMINAL_TYPES else None
-        return cls(
-            event_id=value["event_id"],
-            stream=value["stream"],
-            stream_seq=value["stream_seq"],
-            prev=value["prev"],
-            producer_system=producer["system"],
-            producer_seq=producer["seq"],
-            type=event_type,
-            final_seq=final if isinstance(final, int) else None,
-            data=data if event_type.startswith(("key.", "ledger.")) else {},
+        # tuple.__new__ with the fields in declaration order: the named tuple's own __new__
+        # is a Python function (this runs for every record of ingest and verify)
+        return tuple.__new__(
+            cls,
+            (
+                value["event_id"],
+                value["stream"],
+                value["stream_seq"],
+                value["prev"],
+                producer["system"],
+                producer["seq"],
+                event_type,
+                final if isinstance(final, int) else None,
+                data if event_type.startswith(("key.", "ledger.")) else {},
+            ),
         )
 
     @property
