@@ -67,16 +67,18 @@ def format_ts(ts: int) -> str:
 
 
 def local_date(ts: int) -> date:
-    return (datetime.fromtimestamp(ts, UTC) + CST).date()
+    """The CST date of `ts` (equal to `(datetime.fromtimestamp(ts, UTC) + CST).date()`)."""
+    return date.fromordinal((ts + _CST_S) // DAY_S + _EPOCH_ORDINAL)
 
 
 def end_of_local_day(day: date) -> int:
-    """24:00 CST of `day`."""
-    return int(WorkCalendar.end_of(day).timestamp())
+    """24:00 CST of `day` (equal to `WorkCalendar.end_of(day)` as epoch seconds)."""
+    return (day.toordinal() - _EPOCH_ORDINAL + 1) * DAY_S - _CST_S
 
 
 def limit_due(ts: int, days: int, kind: str, calendar: Calendar) -> int:
-    return int(calendar.due_at(datetime.fromtimestamp(ts, UTC), days, kind).timestamp())
+    """`calendar.due_at(ts, days, kind)` as epoch seconds (day 0 = the CST date of `ts`)."""
+    return end_of_local_day(calendar.due_day(local_date(ts), days, kind))
 
 
 def extend_due(due: int, days: int, kind: str, calendar: Calendar) -> int:

@@ -6,17 +6,25 @@ simulated labelled log, the engine with them equals the engine without them, byt
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.calendar import DueMemo, default_calendar, extend_due, limit_due
+from alerts.calendar import (
+    DueMemo,
+    default_calendar,
+    end_of_local_day,
+    extend_due,
+    limit_due,
+    local_date,
+)
 from alerts.engine import Engine
 from alerts.plans import Plan, _gate, _reads_history
 from alerts.rules import load_ruleset
-from ledger.workdays import OutsideCalendar
+from ledger.workdays import CST, OutsideCalendar, WorkCalendar
 from ops.detector_bench import engine_pass, read_log, simulated_ledger
 
 
@@ -91,3 +99,25 @@ def test_the_due_memo_equals_the_plain_calendar(instants: list[int], days: int, 
             except OutsideCalendar:
                 got = "outside"
             assert got == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1_500_000_000, 2_100_000_000),
+    st.integers(0, 40),
+    st.sampled_from(["working", "natural"]),
+)
+def test_calendar_arithmetic_equals_the_datetime_forms(ts: int, days: int, kind: str) -> None:
+    calendar = default_calendar()
+    moment = datetime.fromtimestamp(ts, UTC)
+    assert local_date(ts) == (moment + CST).date()
+    assert end_of_local_day(local_date(ts)) == int(WorkCalendar.end_of(local_date(ts)).timestamp())
+    try:
+        want: int | str = int(calendar.due_at(moment, days, kind).timestamp())
+    except OutsideCalendar:
+        want = "outside"
+    try:
+        got: int | str = limit_due(ts, days, kind, calendar)
+    except OutsideCalendar:
+        got = "outside"
+    assert got == want
