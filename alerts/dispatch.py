@@ -12,7 +12,8 @@
 - `keys_of(getters, view)`: the keys of an event for compiled key paths (one per element of a
   list value; none for a missing, null or object value). Rules with the same paths share them.
 
-These MUST NOT change what any rule emits: they only skip work whose result is known.
+These MUST NOT change what any rule emits: they only skip work whose result is known. The engine
+compiles them once per rule and event type into `alerts.plans.Plan`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from alerts.matchers import selector_types
 from alerts.rules import Rule
 from alerts.view import MISSING
 
-__all__ = ["TRIGGER_GATED", "Route", "handles", "keys_of", "remembers", "rule_reads"]
+__all__ = ["TRIGGER_GATED", "handles", "keys_of", "remembers", "rule_reads"]
 
 
 def rule_reads(rule: Rule) -> frozenset[str]:
@@ -88,7 +89,3 @@ def keys_of(getters: tuple[Getter, ...], view: Mapping[str, Any]) -> list[str]:
             return []
         combos = [(*c, str(p)) for c in combos for p in dict.fromkeys(parts)]
     return ["|".join(c) for c in combos]
-
-
-# (rule, handler, follower, handles, remembers, key getters): see `Engine._route`
-Route = tuple[Rule, Any, bool, bool, bool | None, tuple[Getter, ...]]

@@ -21,6 +21,12 @@ Guarantees:
   `escalate_in_place`, else is counted as suppressed. `warning.closed` in the log closes it.
 - An active exception (its `when` holds and the trigger's local date is on or before
   `expires`) drops the trigger and is counted; an expired one does not apply.
+
+Speed (one core): each rule is compiled once per event type (`alerts.plans`), and work whose
+result is known is skipped (`alerts.dispatch`, `Plan.opens` / `gate` / `roles_only`); pure
+computations are memoised per engine (due times, the calendar's limit ends, R06/R02 fact
+verdicts: reset when an engine is created). None of this changes what is emitted or kept
+(tests/alerts/test_plans.py runs the engine with and without the shortcuts).
 """
 
 from __future__ import annotations
