@@ -3,11 +3,13 @@
 Figures (keys of the JSON object):
 - raw_read_per_s        every stored event read through the eventsourcing application's
                         recorder (`select_notifications`, batches of 5000): the baseline.
-- rebuild_per_s         a rebuild from zero of every registered projection together (decode,
-                        route, fold, write docs + index columns + refs + tracking per batch) into
-                        a fresh read model of the same backend kind (SQLite file beside the
-                        ledger, or the ledger's PostgreSQL database), as `neikong rebuild` runs
-                        it: `rebuild_workers` processes, projections grouped by cost (one
+- rebuild_per_s         a rebuild from zero of every registered projection together (reset,
+                        decode, route, fold, write every document + index columns + refs +
+                        tracking at each commit, build the secondary indexes) into the read
+                        model of the same backend kind (SQLite file beside the ledger, or the
+                        ledger's PostgreSQL database), as `neikong rebuild` runs it:
+                        `rebuild_workers` processes, projections grouped by cost and the
+                        costliest split into one shard per worker, merged at the end (one
                         process below PARALLEL_MIN_EVENTS, where starting workers costs more).
 - rebuild_one_process_per_s  the same rebuild in one process (for comparison).
 - rebuild_vs_raw_read   rebuild_per_s / raw_read_per_s (target >= 0.4).

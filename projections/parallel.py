@@ -7,8 +7,11 @@ tracking compare-and-set of `ReadModel.commit_batch` still guards every batch). 
 the same as a serial rebuild, byte for byte (tests/projections/test_parallel.py).
 
 Groups are balanced by each projection's `cost` hint (default 1; the case history, which folds
-most events, declares more). Progress is read from the tracking rows while the workers run.
-An in-memory read model cannot be shared between processes: it is rebuilt serially.
+most events, declares more). A projection costing more than a fair share of the workers is
+split into one shard per worker (`projections.shards`: disjoint keys, own tables), merged into
+it in one transaction when every worker is done, then indexed. Progress is read from the
+tracking rows while the workers run. An in-memory read model cannot be shared between
+processes: it is rebuilt serially.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ class Shard:
         self.count = count
         self.name = f"{proj.name}_s{index}"
         self.parent = proj.name
+        self._mine: dict[str, bool] = {}
         self.version = proj.version
         self.columns = tuple(proj.columns)
         self.cost = max(1, int(getattr(proj, "cost", 1)) // count)
@@ -49,7 +50,11 @@ class Shard:
             self.types = tuple(types)
 
     def mine(self, key: str) -> bool:
-        return zlib.crc32(stream_id_hex(key).encode()) % self.count == self.index_of
+        found = self._mine.get(key)
+        if found is None:  # a hash per key, remembered (keys recur: ~5 events per matter)
+            found = zlib.crc32(stream_id_hex(key).encode()) % self.count == self.index_of
+            self._mine[key] = found
+        return found
 
     def skips_record(self, event_type: str, stream_id: str) -> bool:
         """An event of one of the parent's `own_stream_types` is routed to its own stream
