@@ -40,7 +40,7 @@ _CST_S = int(CST.total_seconds())  # China Standard Time: a fixed offset
 Calendar = WorkCalendar
 
 
-_DAYS: dict[str, int] = {}  # "YYYY-MM-DD" -> days since the epoch (parse_ts's cache)
+_HOURS: dict[str, int] = {}  # "YYYY-MM-DDTHH" -> epoch seconds of that hour (parse_ts's cache)
 _PARSED: dict[str, int] = {}  # recent timestamps -> epoch seconds (each is parsed twice or more)
 MAX_PARSED = 4096
 
@@ -50,12 +50,14 @@ def parse_ts(text: str) -> int:
     seconds = _PARSED.get(text)
     if seconds is not None:
         return seconds
-    day = _DAYS.get(text[:10])
-    if day is None:
+    hour = _HOURS.get(text[:13])
+    if hour is None:
         day = date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal() - _EPOCH_ORDINAL
-        if len(_DAYS) < 100_000:
-            _DAYS[text[:10]] = day
-    seconds = day * DAY_S + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
+        hour = day * DAY_S + int(text[11:13]) * 3600
+        if len(_HOURS) >= MAX_PARSED:
+            _HOURS.clear()
+        _HOURS[text[:13]] = hour
+    seconds = hour + int(text[14:16]) * 60 + int(text[17:19])
     if len(_PARSED) >= MAX_PARSED:
         _PARSED.clear()
     _PARSED[text] = seconds

@@ -20,6 +20,7 @@ from alerts.calendar import (
     extend_due,
     limit_due,
     local_date,
+    parse_ts,
 )
 from alerts.engine import Engine
 from alerts.plans import Plan, _gate, _reads_history
@@ -121,3 +122,11 @@ def test_calendar_arithmetic_equals_the_datetime_forms(ts: int, days: int, kind:
     except OutsideCalendar:
         got = "outside"
     assert got == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 4_000_000_000), st.sampled_from(["", ".5", ".123456"]))
+def test_parse_ts_equals_the_datetime_parse(ts: int, fraction: str) -> None:
+    text = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+    assert parse_ts(text) == ts
+    assert parse_ts(text) == ts  # from the caches
