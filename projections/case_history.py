@@ -118,8 +118,8 @@ class CaseHistory:
 
     name: ClassVar[str] = "case_history"
     version: ClassVar[int] = 2
-    # folds most events: measured ~4x the CPU of the six others together (300k events), so a
-    # parallel rebuild splits it into shards (projections.shards)
+    # folds most events: measured ~4x the CPU of the six others together (300k events): a
+    # group of its own in a parallel rebuild (or shards of it, `rebuild_parallel(shard=True)`)
     cost: ClassVar[int] = 12
     stream_keyed: ClassVar[bool] = True  # matter.* events: found in the stream, not in refs
     own_stream_types: ClassVar[tuple[str, ...]] = ("matter.",)  # routed to their stream only

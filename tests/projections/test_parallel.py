@@ -97,7 +97,7 @@ def test_the_heaviest_projection_is_sharded_and_merged(tmp_path: Path, closing: 
     url = f"sqlite:///{tmp_path / 'parallel.db'}"
     model = open_model(url)
     model.reset_all([shards[1]], indexes=False)  # a stray shard of a crashed rebuild
-    rebuild_parallel(store, url, names, workers=2, min_events=0)
+    rebuild_parallel(store, url, names, workers=2, min_events=0, shard=True)
     assert dump(model, names) == dump(serial, names)
     assert set(model.tracking()) == set(names)  # shards merged and dropped
     assert dump(model, ["case_history"])["case_history"]["rows"], "the log holds matters"
@@ -131,7 +131,7 @@ def test_parallel_sharded_rebuild_on_postgres_equals_serial(tmp_path: Path, clos
     url, schema = pg_schema_url(dsn)
     try:
         for _ in range(2):  # twice: the second over a model that holds documents
-            rebuild_parallel(store, url, names, workers=2, min_events=0)
+            rebuild_parallel(store, url, names, workers=2, min_events=0, shard=True)
             model = open_model(url)
             assert dump(model, names) == dump(serial, names)
             assert set(model.tracking()) == set(names)
