@@ -31,10 +31,10 @@ from alerts.warnings import Emitted
 from ledger.builder import build_body
 from ledger.envelope import b64
 from ledger.errors import NeikongError, StoreError
+from ledger.gc_pause import gc_paused
 from ledger.ledger import SERVICES, Ledger
 from ledger.log_reader import LogReader
 from projections.base import decode_record
-from projections.runner import gc_paused
 
 __all__ = ["DETECTOR_ACTOR", "Detector", "DetectorRun", "LedgerSink"]
 

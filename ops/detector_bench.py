@@ -41,6 +41,7 @@ from alerts.detector import DETECTOR_ACTOR
 from alerts.engine import Engine
 from alerts.rules import RULES_DIR, RuleSet, load_ruleset
 from alerts.warnings import Emitted
+from ledger.gc_pause import gc_paused
 from ledger.ledger import SERVICES, Ledger
 from ledger.log_reader import LogReader
 from ops.detector_latency import pipeline_latency, timer_latency
@@ -48,7 +49,6 @@ from ops.detector_quality import Quality, score
 from ops.pipeline import LABELS_FILE, enrol_demo_producers, run_simulation
 from producers.simulator import SimAnomalies
 from projections.base import LoggedEvent, decode_record
-from projections.runner import gc_paused
 
 __all__ = [
     "engine_pass",

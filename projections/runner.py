@@ -25,15 +25,14 @@ Guarantees:
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from itertools import islice
 from typing import Any, Protocol
 
 import orjson
 
 from ledger.errors import NeikongError
+from ledger.gc_pause import gc_paused
 from ledger.log_reader import LogReader
 from projections.base import Doc, LoggedEvent, Projection, decode_record, encode_doc, record_type
 from projections.read_model import BatchWrite, ReadModel, TrackingConflict, UnknownProjection
@@ -44,7 +43,6 @@ __all__ = [
     "LogSource",
     "ProjectionBehind",
     "ProjectionRunner",
-    "gc_paused",
     "read_positions",
 ]
 
@@ -89,24 +87,6 @@ def read_positions(log: LogSource, positions: Sequence[int]) -> Iterator[tuple[i
     for p in ordered:  # any other LogSource: one range read per position
         for row in log.by_position(p, p + 1):
             yield row[0], row[3]
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while folding.
-
-    A catch-up allocates millions of small dicts and lists (decoded events, documents) and keeps
-    up to `cache_cap` documents alive; the collector's generation scans over that heap took more
-    than half of the case-history fold on a 1M-event log. Documents and events are trees (no
-    reference cycles), so reference counting frees them; the collector resumes afterwards.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class ProjectionRunner:

@@ -191,7 +191,7 @@ def test_two_runner_processes_on_one_file(ledger, tmp_path):
 def test_gc_paused_restores_the_collector_state() -> None:
     import gc
 
-    from projections.runner import gc_paused
+    from ledger.gc_pause import gc_paused
 
     assert gc.isenabled()
     with gc_paused():
