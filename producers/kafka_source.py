@@ -47,14 +47,17 @@ class _LogAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, topic: str, group: str) -> None:
         self.topic, self.group = topic, group
         self.changed_at = time.monotonic()
+        self.awaiting_assignment = True  # revoked (or never assigned) and not assigned since
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.changed_at = time.monotonic()
+        self.awaiting_assignment = True
         if revoked:
             log.info("%s/%s: partitions revoked %s", self.group, self.topic, _ids(revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.changed_at = time.monotonic()
+        self.awaiting_assignment = False
         log.info("%s/%s: partitions assigned %s", self.group, self.topic, _ids(assigned))
 
 
@@ -110,7 +113,8 @@ class KafkaRecordSource:
             self._consumer.close(autocommit=False)
             raise
         # kafka-python 3.0.12 can leave a member with no partitions after a join that raced
-        # a metadata update; a member left empty this long joins again
+        # a metadata update, or revoke its partitions and never assign again (the member then
+        # spins in poll); a member left without an assignment this long joins again
         self._rejoin_after_s = 3 * session_timeout_ms / 1000
         self._polled: deque[Origin] = deque()  # handed out, not committed, in order
         self._committed: dict[TopicPartition, int] = {}
@@ -168,10 +172,11 @@ class KafkaRecordSource:
         if time.monotonic() - self._listener.changed_at < self._rejoin_after_s:
             return
         with kafka_errors_translated(f"checking the assignment of {self.topic}"):
-            if self._consumer.assignment() or not self._consumer.partitions_for_topic(self.topic):
+            left = self._listener.awaiting_assignment or not self._consumer.assignment()
+            if not left or not self._consumer.partitions_for_topic(self.topic):
                 return
             log.warning(
-                "%s/%s: no partitions for %.0f s; joining the group again",
+                "%s/%s: no partitions assigned for %.0f s; joining the group again",
                 self.group,
                 self.topic,
                 self._rejoin_after_s,
