@@ -95,6 +95,9 @@ class Outbox:
     order agree), then wait on the returned ticket without it.
     """
 
+    HOLD_ROWS = 2000  # an open batch is committed in pieces of at most this many rows
+    HOLD_S = 0.05  # and no row of it waits longer than this for its commit to start
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -124,6 +127,7 @@ class Outbox:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the outbox {self.path}: {exc}") from exc
         self._closing = False
+        self._holds = 0
         self._broken: StoreError | None = None
         self._writer = threading.Thread(
             target=self._write_loop, name=f"neikong-outbox-{system}", daemon=True
@@ -259,7 +263,8 @@ class Outbox:
         self._uncommitted[stream] = self._uncommitted.get(stream, 0) + 1
         self._undelivered[row_id] = None
         self._queue.append((row_id, stream, record, producer_seq, time.time()))
-        self._wake_writer.notify()
+        if not self._holds or len(self._queue) in (1, self.HOLD_ROWS):
+            self._wake_writer.notify()  # held: only to start the hold's clock, or to commit
         return row_id, self._ticket
 
     def forget(self, stream: str) -> None:
@@ -342,6 +347,7 @@ class Outbox:
                 while not (self._queue or self._marks or self._closing):
                     if not self._wake_writer.wait(prune_every):
                         break
+                self._wait_while_held()
                 if self._closing and not (self._queue or self._marks):
                     return
                 rows, self._queue = self._queue, []
@@ -374,6 +380,29 @@ class Outbox:
                 if marks:
                     self._delivered_cond.notify_all()
             ticket._finish()
+
+    def _wait_while_held(self) -> None:
+        """While a batch is open (`hold`), let rows gather: commit once it is released, once
+        `HOLD_ROWS` rows wait, or `HOLD_S` after the first one was queued (caller holds the
+        lock)."""
+        while self._holds and self._queue and not self._closing:
+            if len(self._queue) >= self.HOLD_ROWS:
+                return
+            left = self._queue[0][4] + self.HOLD_S - time.time()
+            if left <= 0:
+                return
+            self._wake_writer.wait(left)
+
+    def hold(self) -> None:
+        """A batch is open: gather its rows into as few commits as possible (see
+        `_wait_while_held`). Every `hold` MUST be matched by one `release`."""
+        with self.lock:
+            self._holds += 1
+
+    def release(self) -> None:
+        with self.lock:
+            self._holds -= 1
+            self._wake_writer.notify()
 
     def _commit(
         self,

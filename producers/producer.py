@@ -207,10 +207,12 @@ class Producer:
         pending: list[tuple[Ticket, EmittedEvent]] = []
         done: list[EmittedEvent] = []
         self._batch.pending = pending
+        self.outbox.hold()  # the rows of the block gather into few commits
         try:
             yield done
         finally:
             self._batch.pending = None
+            self.outbox.release()
             waited: set[int] = set()
             for ticket, emitted in pending:
                 if id(ticket) not in waited:
