@@ -13,7 +13,7 @@ KEYS = (
     "sdk_batch_emit_per_s",
     "kafka_ingest_per_s",
     "e2e_per_s",
-    "e2e_threaded_per_s",
+    "e2e_batched_per_s",
     "inprocess_ingest_per_s",
 )
 
