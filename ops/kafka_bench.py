@@ -96,6 +96,8 @@ def _rows(directory: Path) -> int:
 
 
 class _Bench:
+    STALL_S = 180.0  # no new ledger row this long: the end-to-end run has failed
+
     def __init__(  # noqa: PLR0917 - private, called once
         self,
         scratch: Path,
@@ -334,14 +336,20 @@ class _Bench:
     def wait_ledger(
         self, ledger_dir: Path, target: int, proc: subprocess.Popen[bytes], log_path: Path
     ) -> None:
-        deadline = time.monotonic() + 1800
-        while _rows(ledger_dir) < target:
-            if proc.poll() is not None or time.monotonic() > deadline:
+        """Wait until the ledger holds `target` rows; fail if ingest exits or the ledger does
+        not grow for STALL_S seconds (a stalled consumer rejoins well within that)."""
+        rows, moved = _rows(ledger_dir), time.monotonic()
+        while rows < target:
+            if proc.poll() is not None or time.monotonic() - moved > self.STALL_S:
                 raise RuntimeError(
-                    f"the ledger holds {_rows(ledger_dir)} of {target} rows: "
+                    f"the ledger holds {rows} of {target} rows "
+                    f"(no progress for {time.monotonic() - moved:.0f} s): "
                     f"{log_path.read_text()[-2000:]}"
                 )
             time.sleep(0.02)
+            now_rows = _rows(ledger_dir)
+            if now_rows != rows:
+                rows, moved = now_rows, time.monotonic()
 
     def kafka_ingest(self, ledger_dir: Path, topic: str) -> float:
         """`neikong ingest` draining a full topic (timed from its partition assignment)."""
