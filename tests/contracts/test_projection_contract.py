@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.base import encode_doc
+from projections.read_model import ReadModel
 from projections.runner import ProjectionRunner
 from tests.conftest import require_pg
 from tests.projections._support import (
@@ -163,10 +164,11 @@ print("finished", flush=True)
 """
 
 
-def test_sigkill_mid_catch_up_resumes_exactly(models, full_ledger):
-    url = models.url()
+def _killed_after_commits(script: str, full_ledger: Path, url: str) -> ReadModel:
+    """Run `script` (catching up the model at `url` from `full_ledger`) in a child process and
+    SIGKILL it once every projection has committed position 60 or more; return the model."""
     child = subprocess.Popen(
-        [sys.executable, "-c", _CRASH_CHILD, f"sqlite:///{full_ledger / 'ledger.db'}", url],
+        [sys.executable, "-c", script, f"sqlite:///{full_ledger / 'ledger.db'}", url],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
@@ -185,6 +187,11 @@ def test_sigkill_mid_catch_up_resumes_exactly(models, full_ledger):
     finally:
         if child.poll() is None:
             child.kill()
+    return model
+
+
+def test_sigkill_mid_catch_up_resumes_exactly(models, full_ledger):
+    model = _killed_after_commits(_CRASH_CHILD, full_ledger, models.url())
     total = log_reader(full_ledger).max_position()
     positions = {p for _, p in model.tracking().values()}
     assert all(0 < p < total for p in positions), positions
@@ -332,27 +339,7 @@ def _indexes(model: Any, name: str) -> set[str]:
 def test_sigkill_mid_rebuild_resumes_exactly_and_restores_the_indexes(models, full_ledger):
     """A rebuild commits every `flush_every` positions, without secondary indexes: killed
     between two commits, a new runner creates the indexes and resumes to the rebuild's bytes."""
-    url = models.url()
-    child = subprocess.Popen(
-        [sys.executable, "-c", _REBUILD_CHILD, f"sqlite:///{full_ledger / 'ledger.db'}", url],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-    )
-    model = open_model(url)
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            tracking = model.tracking() if child.poll() is None else {}
-            if tracking and min(p for _, p in tracking.values()) >= 60:
-                break
-            assert child.poll() is None, "the child finished or failed before the kill"
-            time.sleep(0.01)
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    model = _killed_after_commits(_REBUILD_CHILD, full_ledger, models.url())
     total = log_reader(full_ledger).max_position()
     positions = {p for _, p in model.tracking().values()}
     assert all(0 < p < total and p % 21 == 0 for p in positions), positions
