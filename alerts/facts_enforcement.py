@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from alerts.view import View, as_decimal, field
@@ -56,18 +56,12 @@ def _data(event: Mapping[str, Any]) -> Mapping[str, Any]:
     return data if isinstance(data, (dict, Mapping)) else {}
 
 
-_PARAM_DECIMALS: dict[str, Decimal] = {}
+_decimal_of_text = lru_cache(maxsize=1024)(Decimal)  # parameters are few; Decimal is immutable
 
 
 def _param_decimal(value: Any) -> Decimal:
-    """`Decimal(str(value))` of a parameter (raises as it does; cached: parameters are few)."""
-    text = str(value)
-    parsed = _PARAM_DECIMALS.get(text)
-    if parsed is None:
-        parsed = Decimal(text)
-        if len(_PARAM_DECIMALS) < 1024:
-            _PARAM_DECIMALS[text] = parsed
-    return parsed
+    """`Decimal(str(value))` of a parameter (raises as it does; cached)."""
+    return _decimal_of_text(str(value))
 
 
 def _official(event: Mapping[str, Any]) -> str | None:

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,18 +81,12 @@ def read_yaml(path: Path) -> Any:
         raise RuleError(f"{path}: cannot read YAML: {exc}") from exc
 
 
-_RATIOS: dict[str, Fraction] = {}
+_fraction_of_text = lru_cache(maxsize=10_000)(Fraction)  # Fraction is immutable
 
 
 def parse_ratio(value: Any) -> Fraction:
-    """A ratio parameter (`"0.8"`, `"1/2"`, `1`) as an exact Fraction (cached: immutable)."""
-    text = str(value)
-    ratio = _RATIOS.get(text)
-    if ratio is None:
-        ratio = Fraction(text)
-        if len(_RATIOS) < 10_000:
-            _RATIOS[text] = ratio
-    return ratio
+    """A ratio parameter (`"0.8"`, `"1/2"`, `1`) as an exact Fraction (cached)."""
+    return _fraction_of_text(str(value))
 
 
 def semantics_hash(doc: Mapping[str, Any]) -> str:
