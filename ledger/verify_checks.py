@@ -26,7 +26,7 @@ from ledger.precheck import public_key
 from ledger.reasons import ReasonCode
 from ledger.registry import REGISTRY_STREAM, REGISTRY_TYPES, KeyRegistry
 from ledger.registry_fold import check_genesis
-from ledger.store import STREAM_NAMESPACE
+from ledger.store import stream_id_hex
 
 __all__ = [
     "ProducerSequences",
@@ -42,22 +42,6 @@ SIGNATURE_SLICE = slice(KEY_ID_SLICE.stop, HEADER_LEN)
 Row = tuple[int, str, int, bytes]  # position, stream id hex, version, record
 # producer runs: (system, first_seq, last_seq, first_position, event_id and stream of first)
 Run = tuple[str, int, int, int, str, str]
-
-
-_LAST_STREAM: list[str] = ["", ""]
-_NAMESPACE = STREAM_NAMESPACE.bytes  # (name, hex): rows come grouped by stream in pass B
-
-
-def _stream_hex(stream: str) -> str:
-    """UUIDv5 hex of a stream name, remembering only the last one (memory must not grow)."""
-    if _LAST_STREAM[0] != stream:
-        # uuid.uuid5 without building UUID objects: SHA-1 of namespace + name, version 5 and
-        # the RFC 4122 variant set in bytes 6 and 8
-        raw = bytearray(hashlib.sha1(_NAMESPACE + stream.encode("utf-8")).digest()[:16])  # noqa: S324 - UUIDv5 is SHA-1 by definition
-        raw[6] = (raw[6] & 0x0F) | 0x50
-        raw[8] = (raw[8] & 0x3F) | 0x80
-        _LAST_STREAM[0], _LAST_STREAM[1] = stream, raw.hex()
-    return _LAST_STREAM[1]
 
 
 def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelope | None]:
@@ -90,7 +74,7 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
     except (KeyError, TypeError, AttributeError) as exc:  # covers the bytes since then
         found(FindingKind.SCHEMA_INVALID, f"not an envelope: {exc!r}")
         return out, None
-    if _stream_hex(env.stream) != sid or env.stream_seq != version:
+    if stream_id_hex(env.stream) != sid or env.stream_seq != version:
         found(
             FindingKind.MISFILED,
             f"stored as ({sid[:8]}…, {version}), body says ({env.stream}, {env.stream_seq})",
