@@ -29,6 +29,7 @@ from ops.cli import (
     main,
     progress_bar,
 )
+from ops.cli_options import check_workers_option, fresh_option
 
 __all__ = ["demo"]
 
@@ -37,13 +38,8 @@ __all__ = ["demo"]
 @ledger_option
 @click.option("--events", type=click.IntRange(1), default=20_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option(
-    "--workers",
-    type=click.IntRange(0, 256),
-    default=None,
-    help="Signature-check worker processes (default: one per core).",
-)
-@click.option("--fresh", is_flag=True, help="Delete an existing ledger in DIR first.")
+@check_workers_option
+@fresh_option
 @click.option(
     "--kafka",
     "bootstrap",

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from ledger.appender import Appender
 from ops.cli import EXIT_CODES_HELP, _emit_json, _open, ledger_option, main
-from ops.cli_options import metrics_port_option
+from ops.cli_options import check_workers_option, metrics_port_option
 from ops.ingest import Ingester, IngestMetrics, IngestSettings, KafkaDeadLetters, producer_gaps
 from ops.metrics import NeikongMetrics, serve_metrics
 from producers.kafka_source import KafkaRecordSource
@@ -147,12 +147,7 @@ def init_topics(config: Path | None, bootstrap: str, **options: Any) -> None:
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics bind."
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(0, 256),
-    default=None,
-    help="Signature-check worker processes (default: one per core).",
-)
+@check_workers_option
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @click.option(
     "--gap-timeout",

@@ -1,4 +1,4 @@
-"""Options shared by the long-running commands (`detect`, `ingest`, `serve`).
+"""Options shared by several commands (`detect`, `ingest`, `serve`, `demo`, `simulate`).
 
 Imports nothing of `ops.cli`, so every command module can use it whichever is imported first.
 """
@@ -12,7 +12,7 @@ import click
 
 from ops.metrics import DEFAULT_METRICS_PORTS
 
-__all__ = ["metrics_port_option"]
+__all__ = ["check_workers_option", "fresh_option", "metrics_port_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,3 +27,12 @@ def metrics_port_option(job: str) -> Callable[[F], F]:
         show_default=True,
         help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: off).",
     )
+
+
+check_workers_option = click.option(
+    "--workers",
+    type=click.IntRange(0, 256),
+    default=None,
+    help="Signature-check worker processes (default: one per core).",
+)
+fresh_option = click.option("--fresh", is_flag=True, help="Delete an existing ledger in DIR first.")

@@ -15,6 +15,7 @@ import click
 from ledger.errors import NeikongError
 from ledger.ledger import CONFIG_FILE, Ledger
 from ops.cli import EXIT_CODES_HELP, _dir, _emit_json, ledger_option, main, progress_bar
+from ops.cli_options import check_workers_option, fresh_option
 from producers.simulator import SYSTEMS, SimAnomalies
 
 __all__: list[str] = []
@@ -53,13 +54,8 @@ def _open_or_create(directory: Path, fresh: bool) -> Ledger:
     default=None,
     help="YAML file: {rate: 0.02, kinds: {approval_skipped: 0.01, ...}}.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(0, 256),
-    default=None,
-    help="Signature-check worker processes (default: one per core).",
-)
-@click.option("--fresh", is_flag=True, help="Delete an existing ledger in DIR first.")
+@check_workers_option
+@fresh_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate(  # noqa: PLR0917 - click passes options as arguments
     ledger_dir: Path | None,
