@@ -163,7 +163,9 @@ class Appender:
         exhausted = False
         try:
             while True:
-                with gc_paused():  # not across the yield: the caller's code runs as usual
+                # the collector is paused one round at a time (reading the next batches from the
+                # source included), never across the yield
+                with gc_paused():
                     while not exhausted and len(prechecks) < 3:
                         records = next(iterator, None)
                         if records is None:
