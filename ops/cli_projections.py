@@ -80,6 +80,12 @@ def _select(names: tuple[str, ...]) -> list[Projection]:
     show_default=True,
     help="Processes for a plain rebuild (projections are grouped by cost, one group each).",
 )
+@click.option(
+    "--shard",
+    is_flag=True,
+    help="Plain rebuild: split the costliest projection (the case history) across the workers "
+    "by stream. Faster only when the workers have a core each to themselves.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def rebuild(
     *,
@@ -89,6 +95,7 @@ def rebuild(
     check: bool,
     model_url: str | None,
     workers: int,
+    shard: bool,
     as_json: bool,
 ) -> None:
     """Recompute read models from the log (integrity files, declarations, violations, …).
@@ -118,6 +125,7 @@ def rebuild(
                             projections=chosen,
                             workers=workers,
                             progress=update,
+                            shard=shard,
                         )
                 else:
                     behind = total - min((model.position(p.name) for p in chosen), default=total)

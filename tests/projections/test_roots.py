@@ -198,3 +198,11 @@ def test_usage_and_operational_exit_codes(ledger: Path, tmp_path: Path):
     code, out = cli("rebuild", "--ledger", str(tmp_path / "missing"))
     assert code == 3
     assert "no ledger" in out
+
+
+def test_a_sharded_rebuild_checks_equal(ledger: Path):
+    code, out = cli("rebuild", "--ledger", str(ledger), "--shard", "--workers", "2")
+    assert code == 0, out
+    code, out = cli("rebuild", "--ledger", str(ledger), "--check")
+    assert code == 0, out
+    assert "ALL EQUAL: 3 projections" in out
