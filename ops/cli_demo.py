@@ -67,7 +67,7 @@ def demo(
     directory = _dir(ledger_dir)
     if fresh and (directory / "ledger.json").exists():
         shutil.rmtree(directory)
-    workers = os.cpu_count() or 1 if workers is None else workers
+    workers = (os.cpu_count() or 1) if workers is None else workers
     with Ledger.init(directory) as ledger:
         signers = enrol_demo_producers(ledger)
         with progress_bar(events, "append") as update:
