@@ -32,7 +32,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -119,12 +119,21 @@ class PowerFlow:
 
     def step(self, name: str) -> FlowStep | None:
         """The step called `name`, or None if this flow has no such step."""
-        for s in self.steps:
-            if s.name == name:
-                return s
-        return None
+        return self._steps_by_name.get(name)
 
-    @property
+    @cached_property
+    def _steps_by_name(self) -> dict[str, FlowStep]:
+        found: dict[str, FlowStep] = {}
+        for s in self.steps:
+            found.setdefault(s.name, s)  # the first of a name, as a scan would find
+        return found
+
+    @cached_property
+    def separated(self) -> frozenset[frozenset[str]]:
+        """The role pairs one official may not hold in one matter (`separation`, unordered)."""
+        return frozenset(frozenset(pair) for pair in self.separation)
+
+    @cached_property
     def mandatory_steps(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.steps if s.mandatory)
 

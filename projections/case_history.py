@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from ledger.flows import PowerFlow, load_flow_versions
 from ledger.workdays import OutsideCalendar, WorkCalendar, default_calendar
 from projections.base import Doc, LoggedEvent
-from projections.conformance import check_matter
+from projections.conformance import MatterEvent, check_matter, matter_event
 from projections.support import event_ref, parse_date
 
 __all__ = [
@@ -262,15 +262,16 @@ def _flows() -> dict[tuple[str, int], PowerFlow]:
     return load_flow_versions()
 
 
-def _events(doc: Doc) -> list[dict[str, Any]]:
+def _events(doc: Doc) -> list[MatterEvent]:
     return [
-        {
-            "type": t["type"],
-            "stream_seq": t["seq"],
-            "occurred_at": t["occurred_at"],
-            "actor": {"official": t["official"], "role": t["role"], "unit": t["unit"]},
-            "data": t["data"],
-        }
+        matter_event(
+            t["type"],
+            t["seq"],
+            t["occurred_at"],
+            official=t["official"],
+            role=t["role"],
+            data=t["data"] or {},
+        )
         for t in doc["timeline"]
     ]
 

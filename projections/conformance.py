@@ -44,7 +44,15 @@ from typing import Any, NamedTuple
 from ledger.flows import STEP_EVENT_TYPES, PowerFlow
 from ledger.workdays import OutsideCalendar, WorkCalendar, format_ts, parse_ts
 
-__all__ = ["ConformanceFinding", "ConformanceKind", "check_matter", "resolve_flow"]
+__all__ = [
+    "ConformanceFinding",
+    "ConformanceKind",
+    "MatterEvent",
+    "check_matter",
+    "matter_event",
+    "resolve_flow",
+    "step_of",
+]
 
 _TERMINAL = ("matter.concluded", "matter.withdrawn")
 
@@ -88,7 +96,9 @@ class ConformanceFinding(NamedTuple):
     detail: str
 
 
-class _Event(NamedTuple):
+class MatterEvent(NamedTuple):
+    """One event of a matter as the checker reads it (`matter_event` builds one)."""
+
     type: str
     seq: int
     at: str
@@ -98,20 +108,43 @@ class _Event(NamedTuple):
     data: Mapping[str, Any]
 
 
+_Event = MatterEvent
+
+
+def step_of(event_type: str, data: Mapping[str, Any]) -> str | None:
+    """The flow step an event of `event_type` with `data` completes, if any."""
+    if event_type == "matter.step_completed":
+        step = data.get("step")
+        return step if isinstance(step, str) else None
+    return STEP_EVENT_TYPES.get(event_type)
+
+
+def matter_event(
+    event_type: str,
+    seq: int,
+    at: str,
+    *,
+    official: str | None,
+    role: str | None,
+    data: Mapping[str, Any],
+) -> MatterEvent:
+    """The checker's view of one event (callers that hold the fields skip the dict form)."""
+    return MatterEvent(event_type, seq, at, official, role, step_of(event_type, data), data)
+
+
 def _normalise(events: Sequence[Any]) -> list[_Event]:
     out: list[_Event] = []
     for event in events:
+        if isinstance(event, MatterEvent):
+            out.append(event)
+            continue
         if isinstance(event, dict):
             event_type, seq, at = event["type"], event["stream_seq"], event["occurred_at"]
             actor, data = event.get("actor") or {}, event.get("data") or {}
         else:
             event_type, seq, at = event.type, event.stream_seq, event.occurred_at
             actor, data = event.actor or {}, event.data or {}
-        if event_type == "matter.step_completed":
-            step = data.get("step")
-            step = step if isinstance(step, str) else None
-        else:
-            step = STEP_EVENT_TYPES.get(event_type)
+        step = step_of(event_type, data)
         out.append(
             _Event(event_type, seq, at, actor.get("official"), actor.get("role"), step, data)
         )
@@ -122,9 +155,17 @@ def resolve_flow(
     accepted: Mapping[str, Any], flows: Mapping[Any, PowerFlow] | Iterable[PowerFlow]
 ) -> PowerFlow | str:
     """The flow a matter's acceptance data names, or the reason there is none (a string)."""
-    candidates: list[PowerFlow] = list(flows.values() if isinstance(flows, Mapping) else flows)
     matter_type = accepted.get("matter_type")
     pin = accepted.get("flow")
+    if pin is not None and isinstance(flows, Mapping):
+        # flows keyed by (id, version), as `load_flow_versions` returns them: one lookup
+        try:
+            keyed = flows.get((pin.get("id"), pin.get("version")))
+        except TypeError:  # an unhashable id or version in the pin: scan below
+            keyed = None
+        if keyed is not None and (keyed.id, keyed.version) == (pin.get("id"), pin.get("version")):
+            return _pinned(keyed, pin, matter_type)
+    candidates: list[PowerFlow] = list(flows.values() if isinstance(flows, Mapping) else flows)
     if pin is None:
         latest = [f for f in candidates if f.matter_type == matter_type]
         if not latest:
@@ -132,15 +173,20 @@ def resolve_flow(
         return max(latest, key=lambda f: f.version)
     for flow in candidates:
         if (flow.id, flow.version) == (pin.get("id"), pin.get("version")):
-            if flow.hash != pin.get("hash"):
-                return (
-                    f"flow {flow.id} v{flow.version} pinned with hash {pin.get('hash')}, "
-                    f"the definition's hash is {flow.hash}"
-                )
-            if flow.matter_type != matter_type:
-                return f"flow {flow.id} is for {flow.matter_type}, the matter is {matter_type}"
-            return flow
+            return _pinned(flow, pin, matter_type)
     return f"unknown flow {pin.get('id')!r} version {pin.get('version')!r}"
+
+
+def _pinned(flow: PowerFlow, pin: Mapping[str, Any], matter_type: Any) -> PowerFlow | str:
+    """The flow a pin names by id and version, if its hash and matter type agree."""
+    if flow.hash != pin.get("hash"):
+        return (
+            f"flow {flow.id} v{flow.version} pinned with hash {pin.get('hash')}, "
+            f"the definition's hash is {flow.hash}"
+        )
+    if flow.matter_type != matter_type:
+        return f"flow {flow.id} is for {flow.matter_type}, the matter is {matter_type}"
+    return flow
 
 
 class _Seen(NamedTuple):
@@ -199,7 +245,7 @@ def _check_steps_and_actors(
     """Duty conflicts, unexpected steps, unauthorised actors and order; with `actors` False
     the actor checks (duty_conflict, unauthorised_actor) are skipped."""
     out: list[ConformanceFinding] = []
-    separated = {frozenset(pair) for pair in flow.separation}
+    separated = flow.separated
     roles_of: dict[str, set[str]] = {}
     reported_pairs: set[tuple[str, frozenset[str]]] = set()
     reported_order: set[tuple[str, str]] = set()
@@ -208,7 +254,7 @@ def _check_steps_and_actors(
         seq, official, role = event.seq, event.official, event.role
         if actors and isinstance(official, str) and isinstance(role, str):
             held = roles_of.setdefault(official, set())
-            for other in sorted(held):
+            for other in sorted(held) if held and role not in held else ():
                 pair = frozenset((other, role))
                 if pair in separated and (official, pair) not in reported_pairs:
                     reported_pairs.add((official, pair))
