@@ -3,6 +3,7 @@ shards) equals a serial one, byte for byte, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from ledger.errors import NeikongError
 from ledger.store import StoreConfig
+from projections.base import Doc, LoggedEvent
 from projections.case_history import CaseHistory
 from projections.parallel import partition, rebuild_parallel
 from projections.read_model import TrackingConflict
@@ -67,6 +69,43 @@ def test_parallel_rebuild_equals_serial(tmp_path: Path, closing: None) -> None:
     # and again over a model that already holds documents: a rebuild starts from zero
     rebuild_parallel(store, parallel_url, names, workers=2, min_events=0)
     assert dump(open_model(parallel_url), names) == dump(open_model(serial_url), names)
+
+
+class Exploding:
+    """A light projection (cost 1: rebuilt by a spawned worker) whose fold fails."""
+
+    name = "exploding"
+    version = 1
+    columns: tuple[tuple[str, str], ...] = ()
+    types = ("matter.",)
+
+    def route(self, event: LoggedEvent) -> tuple[str, ...]:
+        return (event.stream,)
+
+    def fold(self, doc: Doc | None, event: LoggedEvent, key: str) -> Doc:
+        raise NeikongError(f"fold failed at position {event.position}")
+
+    def index(self, key: str, doc: Doc) -> dict[str, str | int | None]:
+        return {}
+
+
+def test_a_workers_failure_fails_the_rebuild(tmp_path: Path, closing: None) -> None:
+    ledger = empty_ledger(tmp_path / "ledger")
+    append(ledger, signed_records(ledger, 600, seed=3))
+    store = StoreConfig(f"sqlite:///{ledger / 'ledger.db'}")
+    projections = [*all_projections(), Exploding()]
+    groups = partition(projections, 2)
+    assert not any("exploding" in g and "case_history" in g for g in groups)  # runs elsewhere
+    assert pickle.loads(pickle.dumps(Exploding())).name == "exploding"  # in a spawned worker
+    with pytest.raises(NeikongError, match="fold failed at position"):
+        rebuild_parallel(
+            store,
+            f"sqlite:///{tmp_path / 'model.db'}",
+            [p.name for p in projections],
+            projections=projections,
+            workers=2,
+            min_events=0,
+        )
 
 
 def test_unknown_projection_is_refused(tmp_path: Path) -> None:
