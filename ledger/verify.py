@@ -26,7 +26,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,33 +215,38 @@ def _run_parallel(
         initializer=_init_worker,
         initargs=(config, registry),
     ) as pool:
-        in_flight: list[tuple[str, Future[Any]]] = []
+        # Results are taken as they complete (not in submission order), so a long task never
+        # leaves a worker idle behind it; pass A's chunks are merged in position order.
+        in_flight: dict[Future[Any], str] = {}
         queue = iter(tasks)
         while True:
-            while len(in_flight) < window:
+            # pass A's chunks wait in `pending_a` until the earlier ones arrive: bounded too
+            while len(in_flight) < window and len(pending_a) < 4 * window:
                 task = next(queue, None)
                 if task is None:
                     break
                 kind, args = task
-                in_flight.append((kind, pool.submit(_pass_a if kind == "a" else _pass_b, *args)))
+                in_flight[pool.submit(_pass_a if kind == "a" else _pass_b, *args)] = kind
             if not in_flight:
                 break
-            kind, fut = in_flight.pop(0)
-            if kind == "a":
-                lo, findings, runs, count = fut.result()
-                pending_a[lo] = (findings, runs, count)
-                while next_a in pending_a:
-                    findings, runs, count = pending_a.pop(next_a)
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                kind = in_flight.pop(fut)
+                if kind == "a":
+                    lo, findings, runs, count = fut.result()
+                    pending_a[lo] = (findings, runs, count)
+                    while next_a in pending_a:
+                        findings, runs, count = pending_a.pop(next_a)
+                        for f in findings:
+                            report.add(f)
+                        merger.feed(runs)
+                        report.events += count
+                        next_a += CHUNK
+                else:
+                    findings, streams, count = fut.result()
                     for f in findings:
                         report.add(f)
-                    merger.feed(runs)
-                    report.events += count
-                    next_a += CHUNK
-            else:
-                findings, streams, count = fut.result()
-                for f in findings:
-                    report.add(f)
-                report.streams += streams
-            if progress:
-                progress(count)
+                    report.streams += streams
+                if progress:
+                    progress(count)
     report.producers = merger.last_seqs()

@@ -47,7 +47,6 @@ Run = tuple[str, int, int, int, str, str]
 def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelope | None]:
     """Every check of one stored record that needs no other record."""
     position, sid, version, record = row
-    out: list[Finding] = []
     try:
         if len(record) <= HEADER_LEN or not record.startswith(RECORD_MAGIC):
             SignedRecord.decode(record)  # raises, naming the framing problem
@@ -56,28 +55,31 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
         canonical_problem = None
     except MalformedInput as exc:
         if exc.reason is not ReasonCode.NON_CANONICAL:
-            out.append(Finding(FindingKind.CORRUPT_RECORD, position, None, None, exc.detail))
-            return out, None
+            return [Finding(FindingKind.CORRUPT_RECORD, position, None, None, exc.detail)], None
         value, canonical_problem = parse_strict(body), exc.detail
-    stream = value.get("stream") if isinstance(value, dict) else None
-    event_id = value.get("event_id") if isinstance(value, dict) else None
-    stream = stream if isinstance(stream, str) else None
-    event_id = event_id if isinstance(event_id, str) else None
-
-    def found(kind: FindingKind, detail: str) -> None:
-        out.append(Finding(kind, position, stream, event_id, detail))
-
-    if canonical_problem is not None:
-        found(FindingKind.NON_CANONICAL, canonical_problem)
     try:
-        env = Envelope.from_json(value)  # schema was enforced at append; the signature
-    except (KeyError, TypeError, AttributeError) as exc:  # covers the bytes since then
-        found(FindingKind.SCHEMA_INVALID, f"not an envelope: {exc!r}")
+        # schema was enforced at append; the signature covers the bytes since then
+        env = Envelope.from_json(value)
+        if type(env.stream) is not str or type(env.event_id) is not str:
+            raise TypeError("stream and event_id must be strings")
+        if type(env.stream_seq) is not int:
+            raise TypeError("stream_seq must be an integer")
+    except (KeyError, TypeError, AttributeError) as exc:
+        out = _found(canonical_problem, value, position)
+        out.append(
+            _finding(value, position, FindingKind.SCHEMA_INVALID, f"not an envelope: {exc!r}")
+        )
         return out, None
+    out = [] if canonical_problem is None else _found(canonical_problem, value, position)
     if stream_id_hex(env.stream) != sid or env.stream_seq != version:
-        found(
-            FindingKind.MISFILED,
-            f"stored as ({sid[:8]}…, {version}), body says ({env.stream}, {env.stream_seq})",
+        out.append(
+            Finding(
+                FindingKind.MISFILED,
+                position,
+                env.stream,
+                env.event_id,
+                f"stored as ({sid[:8]}…, {version}), body says ({env.stream}, {env.stream_seq})",
+            )
         )
     key_id = record[KEY_ID_SLICE]
     if env.type == "ledger.genesis":
@@ -91,7 +93,7 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
             ReasonCode.UNKNOWN_KEY: FindingKind.UNKNOWN_KEY,
             ReasonCode.REVOKED_KEY: FindingKind.REVOKED_KEY,
         }.get(problem[0], FindingKind.OUT_OF_SCOPE)
-        found(kind, problem[1])
+        out.append(Finding(kind, position, env.stream, env.event_id, problem[1]))
     if entry is None:
         return out, env
     if not verify_signature(
@@ -99,10 +101,45 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
         record[SIGNATURE_SLICE],
         SIGNING_PREFIX + body,
     ):
-        found(FindingKind.BAD_SIGNATURE, "Ed25519 signature does not verify")
+        out.append(
+            Finding(
+                FindingKind.BAD_SIGNATURE,
+                position,
+                env.stream,
+                env.event_id,
+                "Ed25519 signature does not verify",
+            )
+        )
     if env.type in REGISTRY_TYPES and env.stream != REGISTRY_STREAM:
-        found(FindingKind.REGISTRY_INVALID, "registry event outside ledger/keys")
+        out.append(
+            Finding(
+                FindingKind.REGISTRY_INVALID,
+                position,
+                env.stream,
+                env.event_id,
+                "registry event outside ledger/keys",
+            )
+        )
     return out, env
+
+
+def _finding(value: object, position: int, kind: FindingKind, detail: str) -> Finding:
+    """A finding naming the stream and event id the (possibly malformed) body claims."""
+    stream = value.get("stream") if isinstance(value, dict) else None
+    event_id = value.get("event_id") if isinstance(value, dict) else None
+    return Finding(
+        kind,
+        position,
+        stream if isinstance(stream, str) else None,
+        event_id if isinstance(event_id, str) else None,
+        detail,
+    )
+
+
+def _found(canonical_problem: str | None, value: object, position: int) -> list[Finding]:
+    if canonical_problem is None:
+        return []
+    return [_finding(value, position, FindingKind.NON_CANONICAL, canonical_problem)]
 
 
 def _add(

@@ -432,3 +432,21 @@ def test_forged_record_really_carries_a_valid_signature(base: Base) -> None:
     signer.private_key.public_key().verify(forged.signature, forged.signing_message)
     assert forged.key_id == hashlib.sha256(signer.public_raw).digest()
     assert REGISTRY_STREAM not in forged.body.decode()
+
+
+@pytest.mark.parametrize("field", ["stream", "event_id", "stream_seq"])
+def test_signed_body_with_a_field_of_the_wrong_type_is_schema_invalid(
+    base: Base, field: str
+) -> None:
+    """A key holder writing straight into the store a canonical, correctly signed body whose
+    `stream`, `event_id` or `stream_seq` has the wrong JSON type: verify names it, it does
+    not crash on it."""
+    row = next(r for r in base.matter_rows() if r.type == "matter.accepted")
+    value = body_of(row.state)
+    value[field] = {"stream": 4403, "event_id": 7, "stream_seq": "1"}[field]
+    forged = base.signers[row.system].sign(canonical_bytes(value)).encode()
+    with tampered(base) as copy:
+        with Db(copy) as db:
+            db.set_state(row.position, forged)
+        report = verify_dir(copy)
+    assert "schema_invalid" in at(report, row.position), report.findings
