@@ -38,20 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.errors import Backpressure, NeikongError, StoreError
+from producers.outbox_sql import SCHEMA, QueuedRow, commit
 
-__all__ = ["Outbox", "OutboxRow", "Ticket"]
+__all__ = ["Outbox", "OutboxRow", "Slot", "Ticket"]
 
 log = logging.getLogger("neikong.outbox")
-
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, stream TEXT NOT NULL,"
-    " record BLOB NOT NULL, producer_seq INTEGER NOT NULL, created_at REAL NOT NULL,"
-    " delivered_at REAL)",
-    "CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (id) WHERE delivered_at IS NULL",
-    "CREATE TABLE IF NOT EXISTS chains (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
-    " digest BLOB NOT NULL) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS producer (system TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +53,18 @@ class OutboxRow:
 
 
 class Ticket:
-    """The commit a queued row belongs to; shared by every row of one group commit.
+    """The commit a reserved row belongs to; shared by the rows reserved between two commits.
 
     A lock held until the commit ends: each waiter takes it and passes it on at once, so a
     commit wakes its waiters one after another without a condition variable's shared lock.
     """
 
-    __slots__ = ("_done", "error")
+    __slots__ = ("_done", "_finished", "error")
 
     def __init__(self) -> None:
         self._done = threading.Lock()
         self._done.acquire()
+        self._finished = False
         self.error: NeikongError | None = None
 
     def wait(self, timeout: float | None = None) -> None:
@@ -84,15 +76,39 @@ class Ticket:
             raise self.error
 
     def _finish(self, error: NeikongError | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
         self.error = error
         self._done.release()
+
+
+@dataclass(slots=True)
+class Slot:
+    """A reserved place in the outbox: row id, stream seq and producer seq are fixed; the
+    signed record is filled in later (`Outbox.fill`), outside the outbox lock."""
+
+    id: int
+    stream: str
+    stream_seq: int
+    prev: bytes  # digest of the stream's previous event (b"" before the first)
+    system: str
+    producer_seq: int
+    ticket: Ticket
+    generation: int
+    record: bytes | None = None
+    digest: bytes = b""
 
 
 class Outbox:
     """Durable outbox of one producer system, with a group-committing writer thread.
 
-    Thread-safe. Producers stamp events while holding `lock` (so chain state, ids and queue
-    order agree), then wait on the returned ticket without it.
+    Thread-safe. An event is stamped in three steps: `reserve` (under `lock`: capacity, row id,
+    stream seq, producer seq, the previous digest), signing (no lock: threads sign in
+    parallel), `fill` (under `lock`). The writer commits only the contiguous prefix of filled
+    slots, in row id order: a committed producer seq is never preceded by a missing one, and
+    a stream's next event is reserved only once its previous one is filled (it needs its
+    digest), so chains stay whole on disk whatever the order in which threads finish signing.
     """
 
     HOLD_ROWS = 2000  # an open batch is committed in pieces of at most this many rows
@@ -118,6 +134,9 @@ class Outbox:
         self._wake_writer = threading.Condition(self.lock)
         self._ready_cond = threading.Condition(self.lock)
         self._delivered_cond = threading.Condition(self.lock)
+        self._filled_cond = threading.Condition(self.lock)
+        self._fill_waiters = 0
+        self._generation = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = self._connect()
@@ -138,7 +157,11 @@ class Outbox:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=30.0,
+            cached_statements=256,
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
@@ -148,7 +171,7 @@ class Outbox:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA:
+            for statement in SCHEMA:
                 conn.execute(statement)
             systems = [r[0] for r in conn.execute("SELECT system FROM producer").fetchall()]
             others = [x for x in systems if x != self.system]
@@ -172,8 +195,8 @@ class Outbox:
             str(system): int(seq)
             for system, seq in conn.execute("SELECT system, seq FROM producer").fetchall()
         }
-        self._seq_updates: dict[str, int] = {}
         self._next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0])
+        self._committed = self._next_id
         self._next_id += 1
         ids = conn.execute(
             "SELECT id FROM outbox WHERE delivered_at IS NULL ORDER BY id"
@@ -182,15 +205,18 @@ class Outbox:
         # undelivered rows of an earlier run are read back in pages (`take`)
         self._backlog_after = 0
         self._backlog_end = max(self._undelivered, default=0)
-        self._heads: dict[str, tuple[int, bytes]] = {}
+        # stream -> (last seq, its digest); digest None while that event is being signed
+        self._heads: dict[str, tuple[int, bytes | None]] = {}
         self._uncommitted: dict[str, int] = {}
-        self._queue: list[tuple[int, str, bytes, int, float]] = []
-        self._chain_updates: dict[str, tuple[int, bytes]] = {}
-        self._ticket = Ticket()
+        self._slots: deque[Slot] = deque()  # reserved, not yet queued (id order)
+        self._queue: list[QueuedRow] = []
+        self._open = Ticket()  # the ticket of rows reserved since the writer last took rows
+        self._open_first = self._open_last = 0
+        self._closed: deque[tuple[int, Ticket]] = deque()  # (last row id, ticket)
         self._ready: deque[OutboxRow] = deque()
         self._marks: list[tuple[float, int]] = []
 
-    # -- stamping (callers hold `lock`) ----------------------------------------------------
+    # -- stamping --------------------------------------------------------------------------
 
     @property
     def producer_seq(self) -> int:
@@ -217,8 +243,8 @@ class Outbox:
                 f"(limit {self.limit}); the transport is behind, retry later"
             )
 
-    def head(self, stream: str) -> tuple[int, bytes]:
-        """(last stream_seq, SHA-256 of its body) of `stream`; (0, b"") for a new stream."""
+    def _head(self, stream: str) -> tuple[int, bytes | None]:
+        """(last stream_seq, its digest or None while it is signed); (0, b"") if new."""
         head = self._heads.get(stream)
         if head is None:
             try:
@@ -233,39 +259,114 @@ class Outbox:
             self._heads[stream] = head
         return head
 
-    def add(
-        self,
-        stream: str,
-        record: bytes,
-        stream_seq: int,
-        digest: bytes,
-        producer_seq: int,
-        *,
-        system: str | None = None,
-    ) -> tuple[int, Ticket]:
-        """Queue one signed record with the chain state it creates; return (row id, ticket).
+    def reserve(self, stream: str, system: str | None = None) -> Slot:
+        """Reserve the next row: its stream seq, producer seq and the `prev` digest.
 
-        `system` may be left out for a dedicated outbox."""
+        Raises `Backpressure` past the limit (nothing reserved). If the stream's previous
+        event is still being signed, waits for its `fill`. Every reservation MUST be followed
+        by exactly one `fill` or `abandon` of the returned slot.
+        """
         system = system or self.system
         if system is None:
             raise ValueError("a shared outbox needs the producer system of each record")
-        last = self.producer_seq_of(system)
-        if producer_seq != last + 1:
-            raise ValueError(f"producer seq {producer_seq} of {system} does not follow {last}")
-        if stream_seq != self.head(stream)[0] + 1:
-            raise ValueError(f"stream seq {stream_seq} does not follow the head of {stream}")
-        row_id = self._next_id
-        self._next_id += 1
-        self._producer_seqs[system] = producer_seq
-        self._seq_updates[system] = producer_seq
-        self._heads[stream] = (stream_seq, digest)
-        self._chain_updates[stream] = (stream_seq, digest)
-        self._uncommitted[stream] = self._uncommitted.get(stream, 0) + 1
-        self._undelivered[row_id] = None
-        self._queue.append((row_id, stream, record, producer_seq, time.time()))
-        if not self._holds or len(self._queue) in (1, self.HOLD_ROWS):
+        with self.lock:
+            while True:
+                self.check_capacity()
+                seq, digest = self._head(stream)
+                if digest is not None:
+                    break
+                self._fill_waiters += 1
+                try:
+                    self._filled_cond.wait()
+                finally:
+                    self._fill_waiters -= 1
+            producer_seq = self.producer_seq_of(system) + 1
+            row_id = self._next_id
+            slot = Slot(
+                row_id, stream, seq + 1, digest, system, producer_seq, self._open, self._generation
+            )
+            self._next_id += 1
+            self._producer_seqs[system] = producer_seq
+            self._heads[stream] = (seq + 1, None)
+            self._uncommitted[stream] = self._uncommitted.get(stream, 0) + 1
+            self._undelivered[row_id] = None
+            self._slots.append(slot)
+            if not self._open_first:
+                self._open_first = row_id
+            self._open_last = row_id
+            return slot
+
+    def fill(self, slot: Slot, record: bytes, digest: bytes) -> None:
+        """Put the signed record in its reserved slot; queue every slot filled in order.
+
+        Raises `StoreError` if a failed commit discarded the reservation (the slot's ticket
+        carries the same error); the event then never existed."""
+        with self.lock:
+            if slot.generation != self._generation:
+                raise slot.ticket.error or StoreError(f"outbox {self.path}: reservation lost")
+            slot.record, slot.digest = record, digest
+            self._heads[slot.stream] = (slot.stream_seq, digest)
+            if self._fill_waiters:
+                self._filled_cond.notify_all()
+            if self._slots[0] is slot:
+                self._queue_filled()
+
+    def _queue_filled(self) -> None:
+        """Move the filled prefix of the reservations to the writer's queue (lock held)."""
+        slots, queue = self._slots, self._queue
+        before = len(queue)
+        now = time.time()
+        while slots and slots[0].record is not None:
+            s = slots.popleft()
+            assert s.record is not None
+            queue.append(
+                (s.id, s.stream, s.record, s.producer_seq, now, s.stream_seq, s.digest, s.system)
+            )
+        if not self._holds or before == 0 or len(queue) >= self.HOLD_ROWS > before:
             self._wake_writer.notify()  # held: only to start the hold's clock, or to commit
-        return row_id, self._ticket
+
+    def abandon(self, slot: Slot, error: BaseException) -> None:
+        """The event of `slot` cannot be made (it MUST NOT happen: the producer checks every
+        input before `reserve`; this is for out-of-memory and interrupts). The last
+        reservation is undone; any other leaves a hole the writer cannot commit past, so the
+        outbox refuses further events (`StoreError`) and fails the reservations behind it,
+        until it is reopened. What was committed before stays durable."""
+        with self.lock:
+            if slot.generation != self._generation:
+                return
+            if self._slots and self._slots[-1] is slot:
+                self._slots.pop()
+                self._next_id -= 1
+                self._producer_seqs[slot.system] = slot.producer_seq - 1
+                self._heads[slot.stream] = (slot.stream_seq - 1, slot.prev)
+                self._settle(slot.stream)
+                self._undelivered.pop(slot.id, None)
+                if self._open_last == slot.id:
+                    self._open_last = slot.id - 1
+                    if self._open_last < self._open_first:
+                        self._open_first = self._open_last = 0
+                if self._fill_waiters:
+                    self._filled_cond.notify_all()
+                return
+            broken = StoreError(f"outbox {self.path}: an event could not be signed: {error!r}")
+            self._broken = broken
+            self._generation += 1
+            tickets = [t for _, t in self._closed] + [self._open]
+            self._closed.clear()
+            self._open, self._open_first, self._open_last = Ticket(), 0, 0
+            for lost in self._slots:
+                self._undelivered.pop(lost.id, None)
+            self._slots.clear()
+            self._filled_cond.notify_all()
+        for ticket in tickets:
+            ticket._finish(broken)
+
+    def _settle(self, stream: str) -> None:
+        left = self._uncommitted[stream] - 1
+        if left:
+            self._uncommitted[stream] = left
+        else:
+            del self._uncommitted[stream]
 
     def forget(self, stream: str) -> None:
         """Drop a stream's cached head (its chain state stays on disk)."""
@@ -281,7 +382,7 @@ class Outbox:
 
     @property
     def undelivered(self) -> int:
-        """Records queued or committed and not yet acknowledged by the transport."""
+        """Records reserved, queued or committed and not yet acknowledged by the transport."""
         return len(self._undelivered)
 
     @property
@@ -323,8 +424,10 @@ class Outbox:
         """The transport acknowledged these rows; recorded with the next commit."""
         now = time.time()
         with self.lock:
+            idle = not self._marks
             self._marks.extend((now, i) for i in ids)
-            self._wake_writer.notify()
+            if idle:
+                self._wake_writer.notify()  # later marks ride along with that commit
 
     def wait_delivered(self, up_to: int, timeout: float | None) -> bool:
         """Wait until every row with id <= `up_to` is delivered and recorded as such."""
@@ -348,37 +451,46 @@ class Outbox:
                     if not self._wake_writer.wait(prune_every):
                         break
                 self._wait_while_held()
+                while self._closing and self._slots and not self._queue:
+                    self._wake_writer.wait(0.1)  # let reserved events be filled first
                 if self._closing and not (self._queue or self._marks):
                     return
                 rows, self._queue = self._queue, []
-                chains, self._chain_updates = self._chain_updates, {}
                 marks, self._marks = self._marks, []
-                ticket, self._ticket = self._ticket, Ticket()
-                seqs, self._seq_updates = self._seq_updates, {}
+                if self._open_last:  # rows reserved from now on belong to the next commit
+                    self._closed.append((self._open_last, self._open))
+                    self._open, self._open_first, self._open_last = Ticket(), 0, 0
             prune = time.monotonic() - last_prune >= prune_every
             if not (rows or marks or prune):
                 continue
             try:
-                self._commit(rows, chains, seqs, marks, prune)
+                self._commit(rows, marks, prune)
             except sqlite3.Error as exc:
-                self._failed(marks, ticket, exc)
+                self._failed(marks, exc)
                 continue
             if prune:
                 last_prune = time.monotonic()
-            with self.lock:
-                for row in rows:
-                    left = self._uncommitted[row[1]] - 1
-                    if left:
-                        self._uncommitted[row[1]] = left
-                    else:
-                        del self._uncommitted[row[1]]
-                self._ready.extend(OutboxRow(r[0], r[1], r[2]) for r in rows)
-                for _, row_id in marks:
-                    self._undelivered.pop(row_id, None)
-                if rows:
-                    self._ready_cond.notify_all()
-                if marks:
-                    self._delivered_cond.notify_all()
+            self._committed_rows(rows, marks)
+
+    def _committed_rows(self, rows: list[QueuedRow], marks: list[tuple[float, int]]) -> None:
+        """After a commit: hand the rows to delivery, wake the waiters of every ticket whose
+        rows are all on disk now."""
+        done: list[Ticket] = []
+        with self.lock:
+            for row in rows:
+                self._settle(row[1])
+            self._ready.extend(OutboxRow(r[0], r[1], r[2]) for r in rows)
+            for _, row_id in marks:
+                self._undelivered.pop(row_id, None)
+            if rows:
+                self._ready_cond.notify_all()
+                self._committed = max(self._committed, rows[-1][0])
+            if marks:
+                self._delivered_cond.notify_all()
+            closed = self._closed
+            while closed and closed[0][0] <= self._committed:
+                done.append(closed.popleft()[1])
+        for ticket in done:
             ticket._finish()
 
     def _wait_while_held(self) -> None:
@@ -404,62 +516,25 @@ class Outbox:
             self._holds -= 1
             self._wake_writer.notify()
 
-    def _commit(
-        self,
-        rows: list[tuple[int, str, bytes, int, float]],
-        chains: dict[str, tuple[int, bytes]],
-        seqs: dict[str, int],
-        marks: list[tuple[float, int]],
-        prune: bool,
-    ) -> None:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if rows:
-                conn.executemany(
-                    "INSERT INTO outbox (id, stream, record, producer_seq, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
-                conn.executemany(
-                    "INSERT INTO chains (stream, seq, digest) VALUES (?, ?, ?)"
-                    " ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq,"
-                    " digest = excluded.digest",
-                    [(s, q, d) for s, (q, d) in chains.items()],
-                )
-                conn.executemany(
-                    "INSERT INTO producer (system, seq) VALUES (?, ?)"
-                    " ON CONFLICT (system) DO UPDATE SET seq = excluded.seq",
-                    list(seqs.items()),
-                )
-            if marks:
-                conn.executemany("UPDATE outbox SET delivered_at = ? WHERE id = ?", marks)
-            if prune:
-                self._prune(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    def _prune(self, conn: sqlite3.Connection) -> None:
-        """Delete delivered rows older than the retention, below the oldest undelivered id."""
+    def _commit(self, rows: list[QueuedRow], marks: list[tuple[float, int]], prune: bool) -> None:
+        """One transaction, one fsync (`producers.outbox_sql.commit`)."""
+        if not prune:
+            commit(self._conn, rows, marks)
+            return
         with self.lock:
             below = next(iter(self._undelivered), self._next_id)
-        conn.execute(
-            "DELETE FROM outbox WHERE id < ? AND delivered_at < ?",
-            (below, time.time() - self.retain_delivered_s),
-        )
+        commit(self._conn, rows, marks, self.retain_delivered_s, below)
 
-    def _failed(self, marks: list[tuple[float, int]], ticket: Ticket, exc: sqlite3.Error) -> None:
-        """A commit failed: fail it and everything queued after it (built on it), then reload
-        the committed state. Undelivered rows are handed out again from the file; a record
-        sent twice is a no-op in the ledger."""
+    def _failed(self, marks: list[tuple[float, int]], exc: sqlite3.Error) -> None:
+        """A commit failed: fail it and everything reserved after it (built on it), then
+        reload the committed state. Undelivered rows are handed out again from the file; a
+        record sent twice is a no-op in the ledger."""
         log.error("outbox commit failed: %s", exc)
         error = StoreError(f"outbox {self.path} commit failed: {exc}")
         with self.lock:
-            later = self._ticket
+            tickets = [t for _, t in self._closed] + [self._open]
             pending_marks = marks + self._marks
+            self._generation += 1  # reservations being signed now are void (`fill` raises)
             try:
                 self._load()
             except sqlite3.Error as reload_exc:
@@ -467,8 +542,9 @@ class Outbox:
             self._marks = pending_marks
             self._ready_cond.notify_all()
             self._delivered_cond.notify_all()
-        ticket._finish(error)
-        later._finish(error)
+            self._filled_cond.notify_all()
+        for ticket in tickets:
+            ticket._finish(error)
 
     # -- closing ---------------------------------------------------------------------------
 
@@ -480,6 +556,7 @@ class Outbox:
             self._closing = True
             self._wake_writer.notify_all()
             self._ready_cond.notify_all()
+            self._filled_cond.notify_all()
         self._writer.join()
         self._conn.close()
         self._reader.close()

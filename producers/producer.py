@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from ledger.builder import build_body, new_event_id
-from ledger.envelope import b64
+from ledger.builder import new_event_id
 from ledger.errors import Backpressure, NeikongError
 from ledger.guard import ALLOW, CommandGuard, GuardDecision
 from ledger.keys import Signer
 from ledger.transport import Transport
 from producers.outbox import Outbox, OutboxRow, Ticket
+from producers.stamping import BodyTemplate, sign_body
 
 __all__ = ["AcknowledgingTransport", "EmittedEvent", "Producer"]
 
@@ -101,6 +101,7 @@ class Producer:
         self._streams: dict[str, tuple[int, bytes]] = {}
         self._delivery: _Delivery | None = None
         self._batch = threading.local()
+        self._memory_lock = threading.Lock()
         if self.outbox is not None:
             self._delivery = _Delivery.attach(self.outbox, transport, background=background)
 
@@ -142,57 +143,52 @@ class Producer:
         subject: Mapping[str, str] | None = None,
         pii: Mapping[str, str] | None = None,
     ) -> EmittedEvent:
-        """Stamp, sign and hand over one event; see the module docstring for durability."""
-        fields = {
-            "type": type,
-            "occurred_at": occurred_at,
-            "actor": actor,
-            "data": data,
-            "subject": subject,
-            "pii": pii,
-        }
-        if self.outbox is not None:
-            return self._emit_durable(stream, fields)
-        seq, digest = self._streams.get(stream, (0, b""))
-        self._producer_seq += 1
-        event_id, record, new_digest = self._stamp(stream, seq, digest, self._producer_seq, fields)
-        self._streams[stream] = (seq + 1, new_digest)
-        self.transport.publish(stream, record)
-        return EmittedEvent(event_id, stream, seq + 1, self._producer_seq, record)
+        """Stamp, sign and hand over one event; see the module docstring for durability.
 
-    def _stamp(
-        self, stream: str, seq: int, digest: bytes, producer_seq: int, fields: dict[str, Any]
-    ) -> tuple[str, bytes, bytes]:
-        event_id = self._event_id(fields["occurred_at"])
-        body = build_body(
-            event_id=event_id,
+        Every check that can refuse the event (canonical JSON, the event id) runs before any
+        sequence number is taken: a refused event MUST NOT leave a gap or a fork."""
+        template = BodyTemplate.of(
+            event_id=self._event_id(occurred_at),
             stream=stream,
-            stream_seq=seq + 1,
-            prev=b64(digest) if seq else None,
             system=self.system,
-            producer_seq=producer_seq,
-            **fields,
+            type=type,
+            occurred_at=occurred_at,
+            actor=actor,
+            data=data,
+            subject=subject,
+            pii=pii,
         )
-        signed = self.signer.sign(body)
-        return event_id, signed.encode(), signed.digest
+        if self.outbox is not None:
+            return self._emit_durable(stream, template)
+        with self._memory_lock:
+            seq, digest = self._streams.get(stream, (0, b""))
+            self._producer_seq += 1
+            body = template.stamp(seq + 1, digest, self._producer_seq)
+            record, new_digest = sign_body(self.signer, body)
+            self._streams[stream] = (seq + 1, new_digest)
+            self.transport.publish(stream, record)
+            return EmittedEvent(template.event_id, stream, seq + 1, self._producer_seq, record)
 
-    def _emit_durable(self, stream: str, fields: dict[str, Any]) -> EmittedEvent:
+    def _emit_durable(self, stream: str, template: BodyTemplate) -> EmittedEvent:
+        """Reserve (outbox lock), sign (no lock: threads sign in parallel), fill, wait."""
         outbox = self.outbox
         assert outbox is not None
-        with outbox.lock:
-            outbox.check_capacity()
-            seq, digest = outbox.head(stream)
-            producer_seq = outbox.producer_seq_of(self.system) + 1
-            event_id, record, new_digest = self._stamp(stream, seq, digest, producer_seq, fields)
-            _, ticket = outbox.add(
-                stream, record, seq + 1, new_digest, producer_seq, system=self.system
-            )
-        emitted = EmittedEvent(event_id, stream, seq + 1, producer_seq, record)
+        slot = outbox.reserve(stream, self.system)
+        try:
+            body = template.stamp(slot.stream_seq, slot.prev, slot.producer_seq)
+            record, digest = sign_body(self.signer, body)
+        except BaseException as exc:
+            outbox.abandon(slot, exc)
+            raise
+        outbox.fill(slot, record, digest)
+        emitted = EmittedEvent(
+            template.event_id, stream, slot.stream_seq, slot.producer_seq, record
+        )
         pending: list[tuple[Ticket, EmittedEvent]] | None = getattr(self._batch, "pending", None)
         if pending is not None:
-            pending.append((ticket, emitted))
+            pending.append((slot.ticket, emitted))
         else:
-            ticket.wait(self._commit_timeout_s)
+            slot.ticket.wait(self._commit_timeout_s)
         return emitted
 
     @contextlib.contextmanager

@@ -127,10 +127,10 @@ class CountingOutbox(Outbox):
 
     commits_with_rows = 0
 
-    def _commit(self, rows, chains, seqs, marks, prune):  # type: ignore[no-untyped-def]
+    def _commit(self, rows, marks, prune):  # type: ignore[no-untyped-def]
         if rows:
             self.commits_with_rows += 1
-        super()._commit(rows, chains, seqs, marks, prune)
+        super()._commit(rows, marks, prune)
 
 
 def test_a_batch_gathers_its_rows_and_does_not_stall_other_emits(
