@@ -64,8 +64,26 @@ def parse_ts(text: str) -> int:
     return seconds
 
 
+_DAYS: dict[int, str] = {}  # day since the epoch -> "YYYY-MM-DDT" (format_ts's cache)
+
+
 def format_ts(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Epoch seconds -> `YYYY-MM-DDTHH:MM:SSZ` (UTC); equal to the datetime `strftime` form."""
+    if ts.__class__ is not int:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    day, rest = divmod(ts, DAY_S)
+    prefix = _DAYS.get(day)
+    if prefix is None:
+        moment = date.fromordinal(day + _EPOCH_ORDINAL)
+        if moment.year < 1000:  # strftime does not pad such years: keep its form
+            return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        prefix = moment.isoformat() + "T"
+        if len(_DAYS) >= MAX_PARSED:
+            _DAYS.clear()
+        _DAYS[day] = prefix
+    hour, rest = divmod(rest, 3600)
+    minute, second = divmod(rest, 60)
+    return f"{prefix}{hour:02d}:{minute:02d}:{second:02d}Z"
 
 
 def local_date(ts: int) -> date:

@@ -23,7 +23,7 @@ Guarantees:
   `expires`) drops the trigger and is counted; an expired one does not apply.
 
 Speed (one core): each rule is compiled once per event type (`alerts.plans`), and work whose
-result is known is skipped (`alerts.dispatch`, `Plan.opens` / `gate` / `roles_only`); pure
+result is known is skipped (`alerts.dispatch`, `Plan.opener` / `gate` / `roles_only`); pure
 computations are memoised per engine (due times, the calendar's limit ends, R06/R02 fact
 verdicts: reset when an engine is created). None of this changes what is emitted or kept
 (tests/alerts/test_plans.py runs the engine with and without the shortcuts).
@@ -32,6 +32,7 @@ verdicts: reset when an engine is created). None of this changes what is emitted
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,13 +120,15 @@ class Engine(MatchKinds):
         self._routes: dict[str, tuple[tuple[Plan, ...], bool, int]] = {}
         self._key_getters: dict[tuple[str, ...], tuple[Getter, ...]] = {}
         self._due_cache = {}
+        self._outlier_groups = {}
         self.due_memo = DueMemo(calendar)
         reset_memos()  # memoised fact verdicts never outlive a run (alerts.facts_enforcement)
 
     # -- public surface --------------------------------------------------------------------
 
     def next_due(self) -> int | None:
-        return self.timers.next_due()
+        items = self.timers.items  # as `TimerHeap.next_due`, one call less (per event)
+        return int(items[0][0]) if items else None
 
     def open_warnings(self) -> dict[str, dict[str, Any]]:
         return self.state.open
@@ -159,38 +162,36 @@ class Engine(MatchKinds):
         with_history: dict[str, Any] | None = None  # the view plus a rule's key's history
         keyed: list[list[str] | None] = [None] * slots  # plans with the same key paths share
         for plan in plans:
+            kstate = rules[plan.rule_id]
             follower = plan.follower
-            pending: Mapping[str, Any] = {}
-            if follower:  # not a selector's type: only a possible role for a pending absence
-                pending = rules[plan.rule_id]
-                if not pending:
-                    continue
+            if follower and not kstate:
+                continue  # not a selector's type: only a possible role for a pending absence
             keys = keyed[plan.slot]
             if keys is None:
                 getters = plan.getters  # one path to a string: the common case, inline
                 value = getters[0](view) if len(getters) == 1 else None
                 keys = [value] if value.__class__ is str else keys_of(getters, view)
                 keyed[plan.slot] = keys
+            keeps = plan.keeps
             for key in keys:
                 if late and f"{plan.rule_id}\n{key}" in late:
                     out += self._flush_late(plan.rule, key)
-                if follower and key not in pending:
-                    continue  # no absence pending for this key: nothing to track
-                keeps = plan.keeps
-                if (
-                    plan.acts
-                    and (plan.opens or key in rules[plan.rule_id])
-                    and (plan.gate is None or plan.gate(view, NO_BOUND))
-                ):
+                opener = None
+                if key not in kstate:
+                    if follower:
+                        continue  # no absence pending for this key: nothing to track
+                    opener = plan.opener  # no state: only an event that opens one acts
+                if plan.acts and (plan.gate is None or plan.gate(view, NO_BOUND)):
                     seen = view
                     if keeps is not None:  # the rule keeps a history: its facts read it
                         if with_history is None:  # one copy per event; no handler keeps it
                             with_history = dict(view)
-                        with_history["history"] = self.history_of(plan.code, key, ts)
+                        with_history["history"] = self._history_of(plan.code, key, ts)
                         seen = with_history
-                    out += plan.handler(plan, key, seen, ts)
+                    if opener is None or opener(seen, NO_BOUND):
+                        out += plan.handler(plan, key, seen, ts)
                 if keeps:
-                    entry = self.remember(plan, key, view, ts, entry)
+                    entry = self._remember(plan, key, view, ts, entry)
         return out
 
     def _route(self, event_type: str) -> tuple[tuple[Plan, ...], bool, int]:
@@ -363,7 +364,10 @@ class Engine(MatchKinds):
         if not heap or heap[0][0] > until:
             return out  # nothing due (the common case: checked before every event)
         rules = self.state.rules
-        for due_at, rule_id, key, step, start_id in self.timers.pop_due_items(until, strict):
+        # one at a time: firing a level arms the absence's next level, which may be due too
+        # (it sorts after the popped timer: the heap still pops in (due, rule, key, step) order)
+        while heap and (heap[0][0] < until or (not strict and heap[0][0] == until)):
+            due_at, rule_id, key, step, start_id = heapq.heappop(heap)
             rule = self._rule(rule_id)
             pending = rules.setdefault(rule.id, {}).get(key)
             # current: its absence is still pending from the same start, the step is not yet
@@ -376,6 +380,7 @@ class Engine(MatchKinds):
             ):
                 continue
             pending["fired"] = step
+            self._arm(rule.id, key, pending)
             rk = f"{rule.id}\n{key}"
             if now - due_at > self.late_after_s:
                 self.state.late[rk] = [due_at, step, start_id]

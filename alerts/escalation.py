@@ -32,52 +32,82 @@ __all__ = ["CardCounter"]
 class CardCounter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # per rule: the window in seconds, and each card spec's conditions' counts (resolved
+        # once: they depend on the rule only)
+        self._windows: dict[str, int] = {}
+        self._needs: dict[str, list[list[int]]] = {}
+
+    def _compiled(self, rule: Rule) -> tuple[int, list[list[int]]]:
+        window = self._windows.get(rule.id)
+        if window is None:
+            window = self._windows[rule.id] = int(rule.value(rule.match["window"])["days"]) * DAY_S
+            self._needs[rule.id] = [
+                [int(rule.value(cond["count"])) for cond in spec["any"]]
+                for spec in rule.match["cards"]
+            ]
+        return window, self._needs[rule.id]
 
     def on_warning(self, rule: Rule, key: str, view: Mapping[str, Any], ts: int) -> list[Emitted]:
-        state = self.engine.state.rules[rule.id].setdefault(
-            key, {"warnings": {}, "cards": [], "consumed": []}
-        )
+        keys = self.engine.state.rules[rule.id]
+        state = keys.get(key)
+        if state is None:
+            state = keys[key] = {"warnings": {}, "cards": [], "consumed": []}
         data = view["data"]
         ref = data.get("warning_ref") or view["event_id"]
         if ref in state["consumed"]:
             return []
         level = data.get("level")
         grade = get(view, "data.grade")
-        known = state["warnings"].get(ref)
+        warnings = state["warnings"]
+        known = warnings.get(ref)
         if known is None:
-            state["warnings"][ref] = [ts, level, grade if grade is not MISSING else None]
+            warnings[ref] = [ts, level, grade if grade is not MISSING else None]
         elif level_index(level) > level_index(known[1]):
             known[1] = level
-        cutoff = ts - int(rule.value(rule.match["window"])["days"]) * DAY_S
-        state["warnings"] = {r: w for r, w in state["warnings"].items() if w[0] > cutoff}
-        state["cards"] = [c for c in state["cards"] if c[0] > cutoff]
-        state["consumed"] = [r for r in state["consumed"] if r in state["warnings"]]
+        window, needs = self._compiled(rule)
+        cutoff = ts - window
+        for w in warnings.values():
+            if w[0] <= cutoff:  # some fell out of the window (else nothing changes)
+                warnings = state["warnings"] = {r: w for r, w in warnings.items() if w[0] > cutoff}
+                state["consumed"] = [r for r in state["consumed"] if r in warnings]
+                break
+        for c in state["cards"]:
+            if c[0] <= cutoff:
+                state["cards"] = [c for c in state["cards"] if c[0] > cutoff]
+                break
         out: list[Emitted] = []
         for _ in range(len(rule.match["cards"]) + 1):
-            card = self._next_card(rule, key, state, view, ts)
+            card = self._next_card(rule, key, state, view, ts, needs=needs)
             if card is None:
                 break
             out.append(card)
         return out
 
     def _next_card(
-        self, rule: Rule, key: str, state: dict[str, Any], view: Mapping[str, Any], ts: int
+        self,
+        rule: Rule,
+        key: str,
+        state: dict[str, Any],
+        view: Mapping[str, Any],
+        ts: int,
+        *,
+        needs: list[list[int]],
     ) -> Emitted | None:
         consumed = set(state["consumed"])  # a set: the list can be long for a busy official
         by_level: dict[str, list[tuple[str, Any]]] = {}  # one pass over the window's warnings
         for r, (_, lvl, grd) in state["warnings"].items():
             if r not in consumed:
                 by_level.setdefault(lvl, []).append((r, grd))
-        for spec in rule.match["cards"]:
-            for cond in spec["any"]:
-                need = int(rule.value(cond["count"]))
+        for spec, spec_needs in zip(rule.match["cards"], needs, strict=True):
+            for cond, need in zip(spec["any"], spec_needs, strict=True):
                 if cond.get("cards"):
                     refs = [c[2] for c in state["cards"] if c[1] == cond["cards"] and not c[3]]
                 else:
+                    candidates = by_level.get(cond["level"], [])
+                    if len(candidates) < need:
+                        continue  # too few, whatever their grade
                     refs = sorted(
-                        r
-                        for r, grd in by_level.get(cond["level"], [])
-                        if "grade" not in cond or grd == cond["grade"]
+                        r for r, grd in candidates if "grade" not in cond or grd == cond["grade"]
                     )
                 if len(refs) < need:
                     continue

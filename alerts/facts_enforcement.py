@@ -66,7 +66,9 @@ def _param_decimal(value: Any) -> Decimal:
 
 def _official(event: Mapping[str, Any]) -> str | None:
     actor = event.get("actor")
-    official = actor.get("official") if isinstance(actor, Mapping) else None
+    official = (
+        actor.get("official") if actor.__class__ is dict or isinstance(actor, Mapping) else None
+    )
     return official if isinstance(official, str) else None
 
 
@@ -85,7 +87,7 @@ def _flow_of(view: View, history: list[Mapping[str, Any]] | None = None) -> Powe
     data = _data(accepted)
     pin = data.get("flow")
     key: tuple[Any, ...] | None = None
-    if pin is None or isinstance(pin, Mapping):  # resolve_flow reads only these fields
+    if pin is None or pin.__class__ is dict or isinstance(pin, Mapping):  # all resolve_flow reads
         pinned = None if pin is None else (pin.get("id"), pin.get("version"), pin.get("hash"))
         key = (data.get("matter_type"), pin is None, pinned)
         try:
@@ -180,7 +182,7 @@ def _shape(events: list[Mapping[str, Any]], kinds: Any) -> tuple[Any, ...] | Non
         return None
     data = _data(accepted)
     pin = data.get("flow")
-    if pin is not None and not isinstance(pin, Mapping):
+    if pin is not None and pin.__class__ is not dict and not isinstance(pin, Mapping):
         return None
     pinned = None if pin is None else (pin.get("id"), pin.get("version"), pin.get("hash"))
     steps = []
@@ -236,10 +238,13 @@ def _invoice_surge(view: View, params: Mapping[str, Any]) -> bool:
     if amount is None:
         return False
     peaks = []
-    for e in _history(view):
+    kept = view.get("history")
+    for e in kept if kept.__class__ is list else _history(view):
+        if e.__class__ is not dict and not isinstance(e, Mapping):
+            continue  # as `_history`: not an event
         if e.get("type") == "taxpayer.invoice_usage_reported":
             data = e.get("data")
-            if isinstance(data, (dict, Mapping)):  # as `_data`: anything else has no amount
+            if data.__class__ is dict or isinstance(data, Mapping):  # else it has no amount
                 past = as_decimal(data.get("amount"))
                 if past is not None:
                     peaks.append(past)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from alerts.calendar import DAY_S
 from alerts.compiled import TRUE, Getter
-from alerts.outlier import outlier_verdict
+from alerts.outlier import OutlierGroup
 from alerts.predicates import DEADLINES
 from alerts.rules import Rule
 from alerts.timers import Limit, level_due
@@ -75,6 +75,7 @@ class MatchKinds:
     stats: EngineStats
 
     _due_cache: dict[tuple[str, Limit, int], tuple[int | None, ...]]
+    _outlier_groups: dict[tuple[str, str], OutlierGroup]  # (rule, group key) -> its sums
     due_memo: DueMemo
 
     if TYPE_CHECKING:
@@ -94,17 +95,22 @@ class MatchKinds:
 
     # -- per-key history (match.history) -------------------------------------------------
 
-    def history_of(self, code: RuleCode, key: str, ts: int) -> list[dict[str, Any]]:
+    def _history_of(self, code: RuleCode, key: str, ts: int) -> list[dict[str, Any]]:
         """The earlier events of `key` the rule keeps (oldest first, inside `history.window`),
         for facts to read as `view["history"]` (the rule MUST keep a history)."""
-        kept: list[dict[str, Any]] = self.state.rules.get(code.history_id, {}).get(key, [])
+        store = self.state.rules.get(code.history_id)
+        kept: list[dict[str, Any]] | None = store.get(key) if store is not None else None
+        if kept is None:
+            return []
         cutoff_s = code.history_window_s
-        if cutoff_s is not None and kept:
+        if cutoff_s is not None:
             cutoff = ts - cutoff_s
-            kept = [h for h in kept if h["ts"] > cutoff]
+            for h in kept:
+                if h["ts"] <= cutoff:  # something fell out of the window: a filtered copy
+                    return [h for h in kept if h["ts"] > cutoff]
         return kept
 
-    def remember(
+    def _remember(
         self, plan: Plan, key: str, view: View, ts: int, entry: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         """Keep `view` in `key`'s history when it matches `history` (at most `max` events,
@@ -121,8 +127,15 @@ class MatchKinds:
         enter = plan.enter
         if enter is not None and (enter is TRUE or enter(view, NO_BOUND)):
             if entry is None:
-                entry = {k: view[k] for k in ("type", "event_id", "occurred_at", "actor", "data")}
-                entry["ts"], entry["seq"] = ts, view.get("position", 0)
+                entry = {
+                    "type": view["type"],
+                    "event_id": view["event_id"],
+                    "occurred_at": view["occurred_at"],
+                    "actor": view["actor"],
+                    "data": view["data"],
+                    "ts": ts,
+                    "seq": view.get("position", 0),
+                }
             limit = code.history_max
             kept = store.get(key)
             if kept is None:
@@ -131,8 +144,12 @@ class MatchKinds:
                 kept.append(entry)
                 if len(kept) > limit:
                     del kept[:-limit]
-        if plan.drop and key in store and any(d(view, NO_BOUND) for d in plan.drop):
-            del store[key]
+        drop = plan.drop
+        if drop and key in store:
+            for d in drop:
+                if d(view, NO_BOUND):
+                    del store[key]
+                    break
         return entry
 
     def _on_predicate(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
@@ -161,17 +178,20 @@ class MatchKinds:
             return []
         gkey = "group|" + "|".join(str(g) for g in group)
         assert code.window_s is not None
-        cutoff = ts - code.window_s
         keys = self._keys(plan.rule)
-        cases = [c for c in keys.get(gkey, []) if c[0] > cutoff]
-        cases.append([ts, view["event_id"], official, str(value)])
-        keys[gkey] = cases
-        hits = outlier_verdict(
-            cases,
-            official,
-            min_cases=code.min_cases,
-            min_peers=code.min_peers,
-            sigmas=code.sigmas,
+        cases = keys.get(gkey)
+        if cases is None:
+            cases = keys[gkey] = []
+        groups = self._outlier_groups
+        aggregate = groups.get((code.id, gkey))
+        if aggregate is None or aggregate.cases is not cases:  # new, or state restored
+            aggregate = groups[(code.id, gkey)] = OutlierGroup(cases)
+        aggregate.expire(ts - code.window_s)  # the window's cases, in place
+        case = [ts, view["event_id"], official, str(value)]
+        cases.append(case)
+        aggregate.add(case)
+        hits = aggregate.verdict(
+            official, min_cases=code.min_cases, min_peers=code.min_peers, sigmas=code.sigmas
         )
         if hits is None:
             return []
@@ -313,10 +333,22 @@ class MatchKinds:
         }
         self._track_role(pending, view)
         keys[key] = pending
-        for step, due in enumerate(dues):
-            if due is not None:  # a level without `at` is raised by `escalate` events only
-                self.timers.push_at(due, rule.id, key, step, view["event_id"])
+        self._arm(rule.id, key, pending)
         return []
+
+    def _arm(self, rule_id: str, key: str, pending: Mapping[str, Any]) -> None:
+        """Push the timer of the absence's next level: of the levels after the last fired one
+        that have a due time (a level without `at` is raised by `escalate` events only), the
+        one due first (then the lowest step). Each pending absence keeps one live timer; the
+        engine arms the next level when one fires, so levels fire in the order, and with the
+        skips, that one timer per level would give."""
+        after = pending["fired"]
+        best_due, best_step = None, -1
+        for step, due in enumerate(pending["dues"]):
+            if step > after and due is not None and (best_due is None or due < best_due):
+                best_due, best_step = due, step
+        if best_due is not None:
+            self.timers.push_at(best_due, rule_id, key, best_step, pending["start"]["id"])
 
     def _on_absence_roles(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
         """`_on_absence` for a type that can neither start, fulfil, escalate nor extend the
@@ -373,7 +405,7 @@ class MatchKinds:
         for step, due in enumerate(moved):
             if step > pending["fired"] and due is not None:
                 pending["dues"][step] = due
-                self.timers.push_at(due, rule.id, key, step, pending["start"]["id"])
+        self._arm(rule.id, key, pending)  # the old timer no longer matches its due time
 
     @staticmethod
     def _track_role(pending: dict[str, Any], view: View) -> None:

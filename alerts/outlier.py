@@ -25,7 +25,7 @@ from fractions import Fraction
 from math import lcm
 from typing import Any
 
-__all__ = ["outlier_verdict"]
+__all__ = ["OutlierGroup", "outlier_verdict"]
 
 
 def _value(text: Any) -> Fraction | None:
@@ -49,6 +49,83 @@ def _parsed(raw: Any) -> tuple[int, int] | None:
     return pair
 
 
+class OutlierGroup:
+    """The per-official sums and counts of one peer group's cases, kept up to date as cases
+    enter and leave the window (so a verdict does not re-read the whole window). `verdict`
+    MUST equal `outlier_verdict` over the same cases (tests/alerts/test_outlier.py)."""
+
+    __slots__ = ("cases", "counts", "oldest", "sums")
+
+    def __init__(self, cases: list[list[Any]]) -> None:
+        self.cases = cases  # the state's list of the group's cases, as the engine keeps it
+        # per official: integer numerators per denominator (decimal values share a few
+        # denominators, so a sum is integer addition) and the count of parsed values
+        self.sums: dict[str, dict[int, int]] = {}
+        self.counts: dict[str, int] = {}
+        self.oldest: Any = None  # the least case time, None: no case
+        for case in cases:
+            self.add(case)
+
+    def add(self, case: Sequence[Any]) -> None:
+        ts, raw, who = case[0], case[3], case[2]
+        if self.oldest is None or ts < self.oldest:
+            self.oldest = ts
+        pair = _PARSED.get(raw) if raw.__class__ is str and raw in _PARSED else _parsed(raw)
+        if pair is None:
+            return
+        name = who if who.__class__ is str else str(who)
+        by_denominator = self.sums.get(name)
+        if by_denominator is None:
+            by_denominator = self.sums[name] = {}
+            self.counts[name] = 0
+        n, d = pair
+        by_denominator[d] = by_denominator.get(d, 0) + n
+        self.counts[name] += 1
+
+    def expire(self, cutoff: int) -> None:
+        """Drop the cases at or before `cutoff` from the list (in place) and the sums."""
+        if self.oldest is None or self.oldest > cutoff:
+            return
+        cases = self.cases
+        kept = [c for c in cases if c[0] > cutoff]
+        for case in cases:
+            if case[0] <= cutoff:
+                self._remove(case)
+        cases[:] = kept
+        self.oldest = min((c[0] for c in kept), default=None)
+
+    def _remove(self, case: Sequence[Any]) -> None:
+        raw, who = case[3], case[2]
+        pair = _PARSED.get(raw) if raw.__class__ is str and raw in _PARSED else _parsed(raw)
+        if pair is None:
+            return
+        name = who if who.__class__ is str else str(who)
+        n, d = pair
+        self.sums[name][d] -= n
+        self.counts[name] -= 1
+        if not self.counts[name]:
+            del self.counts[name], self.sums[name]
+
+    def verdict(
+        self, official: str, *, min_cases: int, min_peers: int, sigmas: Fraction
+    ) -> list[str] | None:
+        """`outlier_verdict(self.cases, official, …)`."""
+        if not _outlier(
+            self.sums,
+            self.counts,
+            official,
+            min_cases=min_cases,
+            min_peers=min_peers,
+            sigmas=sigmas,
+        ):
+            return None
+        ids = []
+        for _ts, event_id, who, raw in self.cases:
+            if who == official and _parsed(raw) is not None:
+                ids.append(event_id if event_id.__class__ is str else str(event_id))
+        return ids[-64:]
+
+
 def outlier_verdict(
     cases: Sequence[Sequence[Any]],
     official: str,
@@ -57,37 +134,34 @@ def outlier_verdict(
     min_peers: int,
     sigmas: Fraction,
 ) -> list[str] | None:
-    # Per official: the count of values and their sum, kept as integer numerators per
-    # denominator (decimal values share a few denominators), so summing is integer addition.
-    sums: dict[str, dict[int, int]] = {}
-    counts: dict[str, int] = {}
-    ids: list[str] = []
-    for _ts, event_id, who, raw in cases:
-        pair = _PARSED.get(raw) if raw.__class__ is str and raw in _PARSED else _parsed(raw)
-        if pair is None:
-            continue
-        name = who if who.__class__ is str else str(who)
-        by_denominator = sums.get(name)
-        if by_denominator is None:
-            by_denominator = sums[name] = {}
-            counts[name] = 0
-        n, d = pair
-        by_denominator[d] = by_denominator.get(d, 0) + n
-        counts[name] += 1
-        if who == official:
-            ids.append(event_id if event_id.__class__ is str else str(event_id))
+    """The verdict over `cases` (see the module docstring): the official's event ids, or None."""
+    return OutlierGroup([list(c) for c in cases]).verdict(
+        official, min_cases=min_cases, min_peers=min_peers, sigmas=sigmas
+    )
+
+
+def _outlier(
+    sums: dict[str, dict[int, int]],
+    counts: dict[str, int],
+    official: str,
+    *,
+    min_cases: int,
+    min_peers: int,
+    sigmas: Fraction,
+) -> bool:
     least = max(min_cases, 1)
     own = counts.get(official, 0)
     if own < least:
-        return None
+        return False
     peers = [who for who, n in counts.items() if who != official and n >= least]
     k = len(peers)
     if k < max(min_peers, 1):
-        return None
+        return False
     # Exact integer form of `peer_mean - mean > sigmas * sigma`: with every sum over one
     # common denominator D (S_w) and the peers' means over D * L (A_p, L = lcm of their
     # counts), gap = G / (k D L own) and variance = V / (k^3 D^2 L^2), so the test is
-    # G > 0 and k G^2 den(sigmas)^2 > num(sigmas)^2 V own^2 (all denominators positive).
+    # G > 0 and k G^2 den(sigmas)^2 > num(sigmas)^2 V own^2 (all denominators positive;
+    # the test does not depend on D, so a denominator whose sum fell to 0 may stay).
     common = 1
     for who in (official, *peers):
         for d in sums[who]:
@@ -103,9 +177,7 @@ def outlier_verdict(
     total = sum(means)
     gap = own * total - k * span * scaled(official)
     if gap <= 0:
-        return None
+        return False
     spread = sum((k * a - total) ** 2 for a in means)
     num, den = sigmas.numerator, sigmas.denominator
-    if k * gap * gap * den * den <= num * num * spread * own * own:
-        return None
-    return ids[-64:]
+    return k * gap * gap * den * den > num * num * spread * own * own

@@ -31,7 +31,7 @@ from alerts.compiled import Getter, Pred, compile_condition, compile_path
 from alerts.dispatch import handles, remembers
 from alerts.rules import Rule, parse_ratio
 
-__all__ = ["GATED_KINDS", "ExceptionCode", "LevelDue", "Plan", "RuleCode", "compile_plan"]
+__all__ = ["GATED_KINDS", "NEVER", "ExceptionCode", "LevelDue", "Plan", "RuleCode", "compile_plan"]
 
 
 GATED_KINDS = frozenset({"predicate", "threshold", "value_count", "aggregate_outlier"})
@@ -147,9 +147,10 @@ class Plan:
     steps: tuple[Pred | None, ...]
     enter: Pred | None  # history
     drop: tuple[Pred, ...]
-    # False when, for a key with no state, the handler provably does nothing: an absence
-    # whose `start` or a sequence whose first step does not name the type
-    opens: bool
+    # For a key with no state, the handler provably does nothing unless this holds (an
+    # absence's `start`, a sequence's first step; `NEVER` when it does not name the type);
+    # None: no such shortcut (the handler is called)
+    opener: Pred | None
     advances: bool  # sequence: some step names the type (a partial match may advance)
 
     @property
@@ -170,6 +171,13 @@ class Plan:
 
 def _always(view: Any, bound: Any) -> bool:
     return True
+
+
+def _never(view: Any, bound: Any) -> bool:
+    return False
+
+
+NEVER: Pred = _never  # an opener that never holds: a key with no state stays without
 
 
 def _reads_history(cond: Any) -> bool:
@@ -227,11 +235,11 @@ def compile_plan(
         trigger = _always if event_type in _types({"event": m.get("over", [])}) else None
     history = m.get("history")
     start, steps = one(m.get("start")), tuple(one(s) for s in m.get("steps", []))
-    opens = True
+    opener: Pred | None = None
     if rule.kind == "absence":
-        opens = start is not None
+        opener = start or NEVER
     elif rule.kind == "sequence":
-        opens = bool(steps) and steps[0] is not None
+        opener = (steps[0] if steps else None) or NEVER
     return Plan(
         rule=rule,
         rule_id=rule.id,
@@ -251,7 +259,7 @@ def compile_plan(
         steps=steps,
         enter=one(history),
         drop=some(history.get("drop", [])) if history else (),
-        opens=opens,
+        opener=opener,
         advances=any(p is not None for p in steps),
         gate=_gate(rule, m.get("trigger"))
         if history and trigger is not None and rule.kind in GATED_KINDS

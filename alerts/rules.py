@@ -141,6 +141,8 @@ class Rule:
 
     def value(self, ref: Any) -> Any:
         """A literal, or the value of `{param: NAME}`."""
+        if ref.__class__ is dict:  # the common case, without the ABC check
+            return self.params[ref["param"]] if len(ref) == 1 and "param" in ref else ref
         if isinstance(ref, Mapping) and set(ref) == {"param"}:
             return self.params[ref["param"]]
         return ref

@@ -15,7 +15,6 @@ limit of N days ends (see `alerts.calendar`).
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Mapping
 from datetime import date
 from fractions import Fraction
@@ -65,10 +64,11 @@ def level_due(
     """The due time of a level; `memo` (of the same calendar) only saves recomputation."""
     limit_of = memo.limit_due if memo else partial(_limit_due, calendar=calendar)
     extend = memo.extend_due if memo else partial(_extend_due, calendar=calendar)
+    num, den = fraction.numerator, fraction.denominator  # ceil(n * fraction) in integers
     if limit.deadline is not None:
-        due = start + math.ceil((limit.deadline - start) * fraction)
+        due = start - (-(limit.deadline - start) * num // den)
     else:
-        due = limit_of(start, math.ceil(limit.days * fraction), limit.calendar)
+        due = limit_of(start, -(-limit.days * num // den), limit.calendar)
     if plus:
         due = extend(due, int(plus["days"]), str(plus["calendar"]))
     if plus_extension and limit.extension:

@@ -31,8 +31,9 @@ MAX_DECIMALS = 65_536
 def as_decimal(value: Any) -> Decimal | None:
     """An integer or decimal string as an exact `Decimal` (never a float); None otherwise."""
     if value.__class__ is str:
-        if value in _DECIMALS:
-            return _DECIMALS[value]
+        known: Decimal | None = _DECIMALS.get(value, MISSING)
+        if known is not MISSING:
+            return known
         try:
             parsed: Decimal | None = Decimal(value)
         except InvalidOperation:

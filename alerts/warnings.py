@@ -35,8 +35,18 @@ def level_index(level: str) -> int:
     return LEVELS.index(level)
 
 
+_NAMESPACE_BYTES = WARNING_NAMESPACE.bytes
+
+
 def derive_event_id(*parts: object) -> str:
-    return str(uuid.uuid5(WARNING_NAMESPACE, "\n".join(map(str, parts))))
+    """`str(uuid.uuid5(WARNING_NAMESPACE, "\\n".join(map(str, parts))))`, without UUID objects."""
+    name = "\n".join(map(str, parts)).encode()
+    # UUIDv5 is defined on SHA-1 (RFC 4122 §4.3): a name-based id, not a security hash
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest())
+    digest[6] = digest[6] & 0x0F | 0x50  # version 5
+    digest[8] = digest[8] & 0x3F | 0x80  # RFC 4122 variant
+    x = digest[:16].hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def warning_stream(rule_id: str, key: str) -> str:

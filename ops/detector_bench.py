@@ -123,15 +123,18 @@ def engine_pass(ruleset: RuleSet, events: list[LoggedEvent]) -> tuple[list[Emitt
             out.extend(emitted)
             emitted = [e for item in emitted for e in engine.process(_logged(item), now)]
 
+    process, next_due = engine.process, engine.next_due
     with gc_paused():  # as `Detector.run_once` runs the engine
         for event in events:
             ts = parse_ts(event.occurred_at)
-            due = engine.next_due()
+            due = next_due()
             while due is not None and due < ts:  # a live detector ticks at each due time
                 feed_back(engine.advance(due), due)
-                due = engine.next_due()
+                due = next_due()
             now = max(now, ts)
-            feed_back(engine.process(event, now), now)
+            emitted = process(event, now)
+            if emitted:
+                feed_back(emitted, now)
         # the run ends at its last simulated event (the engine's watermark: events no rule
         # reads, such as the wall-clock-stamped key enrolments before the history, do not move
         # it)

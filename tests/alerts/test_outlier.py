@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.outlier import outlier_verdict
+from alerts.outlier import OutlierGroup, outlier_verdict
 
 
 def reference(
@@ -99,3 +99,39 @@ def test_a_low_official_among_tight_peers_is_an_outlier() -> None:
     hits = outlier_verdict(cases, "O-1", min_cases=3, min_peers=3, sigmas=two)
     assert hits == ["e9", "e10", "e11"]
     assert outlier_verdict(cases, "O-2", min_cases=3, min_peers=3, sigmas=two) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(CASES, st.integers(-1, 10)), min_size=1, max_size=6),
+    st.sampled_from(["O-1", "O-2"]),
+    st.integers(0, 3),
+    st.integers(0, 3),
+    st.sampled_from([Fraction(0), Fraction(1, 2), Fraction(2)]),
+)
+def test_the_running_sums_equal_a_verdict_over_the_window(
+    rounds: list[tuple[list[list[Any]], int]],
+    official: str,
+    min_cases: int,
+    min_peers: int,
+    sigmas: Fraction,
+) -> None:
+    """Cases entering (in any time order) and leaving the window, as the engine drives an
+    `OutlierGroup`: its list and verdict equal the window filtered afresh and judged whole."""
+    kept: list[list[Any]] = []
+    group = OutlierGroup(kept)
+    window: list[list[Any]] = []
+    for added, cutoff in rounds:
+        group.expire(cutoff)
+        window = [c for c in window if c[0] > cutoff]
+        for case in added:
+            kept.append(case)
+            group.add(case)
+            window.append(case)
+        assert group.cases == window
+        got = group.verdict(official, min_cases=min_cases, min_peers=min_peers, sigmas=sigmas)
+        want = reference(window, official, min_cases=min_cases, min_peers=min_peers, sigmas=sigmas)
+        assert got == want
+    rebuilt = OutlierGroup(list(window))  # as after a restore: from the cases alone
+    assert rebuilt.sums.keys() == group.sums.keys()
+    assert rebuilt.counts == group.counts

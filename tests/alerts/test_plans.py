@@ -6,10 +6,14 @@ simulated labelled log, the engine with them equals the engine without them, byt
 from __future__ import annotations
 
 import dataclasses
+import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +22,7 @@ from alerts.calendar import (
     default_calendar,
     end_of_local_day,
     extend_due,
+    format_ts,
     limit_due,
     local_date,
     parse_ts,
@@ -25,6 +30,7 @@ from alerts.calendar import (
 from alerts.engine import Engine
 from alerts.plans import Plan, _gate, _reads_history
 from alerts.rules import load_ruleset
+from alerts.warnings import WARNING_NAMESPACE, derive_event_id
 from ledger.workdays import CST, OutsideCalendar, WorkCalendar
 from ops.detector_bench import engine_pass, read_log, simulated_ledger
 
@@ -36,7 +42,7 @@ class Plain(Engine):
         plans, read, slots = super()._route(event_type)
         plain = tuple(
             dataclasses.replace(
-                p, gate=None, opens=True, handler=getattr(self, f"_on_{p.rule.kind}")
+                p, gate=None, opener=None, handler=getattr(self, f"_on_{p.rule.kind}")
             )
             for p in plans
         )
@@ -130,3 +136,61 @@ def test_parse_ts_equals_the_datetime_parse(ts: int, fraction: str) -> None:
     text = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
     assert parse_ts(text) == ts
     assert parse_ts(text) == ts  # from the caches
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(-62_135_596_800, 253_402_300_799))
+def test_format_ts_equals_the_datetime_format(ts: int) -> None:
+    want = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert format_ts(ts) == want
+    assert format_ts(ts) == want  # from the day cache
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(), st.integers()), min_size=1, max_size=6))
+def test_derived_event_ids_equal_uuid5(parts: list[object]) -> None:
+    name = "\n".join(map(str, parts))
+    try:
+        want = str(uuid.uuid5(WARNING_NAMESPACE, name))
+    except UnicodeEncodeError:  # a lone surrogate: both refuse it
+        with pytest.raises(UnicodeEncodeError):
+            derive_event_id(*parts)
+        return
+    assert derive_event_id(*parts) == want
+
+
+class EveryLevelTimer(Engine):
+    """The engine as it was: every level of an absence pushed as a timer when it starts or is
+    extended (stale ones skipped when popped), instead of arming one level at a time."""
+
+    def _arm(self, rule_id: str, key: str, pending: Mapping[str, Any]) -> None:
+        for step, due in enumerate(pending["dues"]):
+            if step > pending["fired"] and due is not None:
+                self.timers.push_at(due, rule_id, key, step, pending["start"]["id"])
+
+
+def test_one_armed_level_per_absence_fires_as_every_level_timer(
+    tmp_path: Path, monkeypatch
+) -> None:
+    directory = simulated_ledger(
+        tmp_path / "ledger", events=2500, seed=11, anomaly_rate=0.3, workers=1
+    )
+    events, _ = read_log(directory)
+    ruleset = load_ruleset()
+    armed, _ = engine_pass(ruleset, events)
+    monkeypatch.setattr("ops.detector_bench.Engine", EveryLevelTimer)
+    every, _ = engine_pass(ruleset, events)
+    assert any(e.data.get("due_at") for e in armed), "timers fired in the simulated log"
+    assert [orjson.dumps(e.as_json()) for e in armed] == [orjson.dumps(e.as_json()) for e in every]
+    # and after a stop part-way, late: all levels that fell due fire once, at the highest
+    one, other = Engine(ruleset, default_calendar()), EveryLevelTimer(ruleset, default_calendar())
+    for engine in (one, other):
+        for event in events[: len(events) // 2]:
+            engine.process(event, 0)
+    last = max(parse_ts(e.occurred_at) for e in events)
+    late_one, late_other = one.advance(last + 400 * 86_400), other.advance(last + 400 * 86_400)
+    assert any(e.data.get("late") for e in late_one)
+    assert [e.as_json() for e in late_one] == [e.as_json() for e in late_other]
+    assert (
+        orjson.loads(one.state.to_bytes())["rules"] == orjson.loads(other.state.to_bytes())["rules"]
+    )
