@@ -113,6 +113,7 @@ class Outbox:
 
     HOLD_ROWS = 2000  # an open batch is committed in pieces of at most this many rows
     HOLD_S = 0.05  # and no row of it waits longer than this for its commit to start
+    GATHER_S = 0.001  # a commit waits at most this long for events being signed
 
     def __init__(
         self,
@@ -137,6 +138,7 @@ class Outbox:
         self._filled_cond = threading.Condition(self.lock)
         self._fill_waiters = 0
         self._generation = 0
+        self._acks: deque[tuple[float, int]] = deque()  # appended without the lock
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = self._connect()
@@ -322,8 +324,10 @@ class Outbox:
             queue.append(
                 (s.id, s.stream, s.record, s.producer_seq, now, s.stream_seq, s.digest, s.system)
             )
-        if not self._holds or before == 0 or len(queue) >= self.HOLD_ROWS > before:
-            self._wake_writer.notify()  # held: only to start the hold's clock, or to commit
+        if before == 0 or (not slots and not self._holds) or len(queue) >= self.HOLD_ROWS > before:
+            # the first row wakes the writer; the writer then gathers the rows being signed
+            # (`_gather`) and is woken again once none is left in flight
+            self._wake_writer.notify()
 
     def abandon(self, slot: Slot, error: BaseException) -> None:
         """The event of `slot` cannot be made (it MUST NOT happen: the producer checks every
@@ -429,6 +433,15 @@ class Outbox:
             if idle:
                 self._wake_writer.notify()  # later marks ride along with that commit
 
+    def acknowledge(self, row_id: int) -> None:
+        """One row acknowledged (called on the transport's I/O thread for every record):
+        takes the lock only to wake an idle writer; recorded with the next commit."""
+        idle = not self._acks
+        self._acks.append((time.time(), row_id))
+        if idle:
+            with self.lock:
+                self._wake_writer.notify()
+
     def wait_delivered(self, up_to: int, timeout: float | None) -> bool:
         """Wait until every row with id <= `up_to` is delivered and recorded as such."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -447,16 +460,19 @@ class Outbox:
         last_prune = time.monotonic()
         while True:
             with self.lock:
-                while not (self._queue or self._marks or self._closing):
+                while not (self._queue or self._marks or self._acks or self._closing):
                     if not self._wake_writer.wait(prune_every):
                         break
                 self._wait_while_held()
+                self._gather()
                 while self._closing and self._slots and not self._queue:
                     self._wake_writer.wait(0.1)  # let reserved events be filled first
-                if self._closing and not (self._queue or self._marks):
+                if self._closing and not (self._queue or self._marks or self._acks):
                     return
                 rows, self._queue = self._queue, []
                 marks, self._marks = self._marks, []
+                while self._acks:
+                    marks.append(self._acks.popleft())
                 if self._open_last:  # rows reserved from now on belong to the next commit
                     self._closed.append((self._open_last, self._open))
                     self._open, self._open_first, self._open_last = Ticket(), 0, 0
@@ -501,6 +517,19 @@ class Outbox:
             if len(self._queue) >= self.HOLD_ROWS:
                 return
             left = self._queue[0][4] + self.HOLD_S - time.time()
+            if left <= 0:
+                return
+            self._wake_writer.wait(left)
+
+    def _gather(self) -> None:
+        """Before a commit, wait (at most `GATHER_S`) for the events already reserved and
+        being signed: they join this commit instead of waiting for the next fsync (caller
+        holds the lock)."""
+        if not (self._slots and self._queue):
+            return
+        deadline = time.monotonic() + self.GATHER_S
+        while self._slots and not self._closing and len(self._queue) < self.HOLD_ROWS:
+            left = deadline - time.monotonic()
             if left <= 0:
                 return
             self._wake_writer.wait(left)

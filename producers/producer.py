@@ -346,12 +346,14 @@ class _Delivery:
             self._failures = 0
 
     def _callback(self, row: OutboxRow) -> DeliveryCallback:
+        outbox = self.outbox
+
         def on_delivery(error: BaseException | None) -> None:
             if error is None:
-                self.outbox.mark_delivered((row.id,))
+                outbox.acknowledge(row.id)
             else:
                 log.warning("delivery of outbox row %d failed, will resend: %s", row.id, error)
-                self.outbox.requeue((row,))
+                outbox.requeue((row,))
 
         return on_delivery
 
