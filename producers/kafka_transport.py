@@ -8,6 +8,8 @@ key = stream (one stream stays in one partition, in order), lz4 compression, a f
 Guarantees:
 - `publish_acked(stream, record, on_delivery)` calls `on_delivery(None)` only after the broker
   acknowledged the record under `acks='all'`; otherwise it calls it with a `NeikongError`.
+- A stream's records go to the partition kafka-python's default partitioner assigns its key
+  (computed here once per stream and partition count, passed explicitly).
 - `publish` + `flush` (the `Transport` protocol): `flush` returns only when every record
   published before it was acknowledged, and raises the first delivery error otherwise.
 - Every kafka-python exception is translated at this boundary (`translate_kafka_error`):
@@ -30,6 +32,7 @@ from typing import Any, TypeVar
 
 import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient, KafkaProducer
+from kafka.partitioner.default import murmur2
 
 from ledger.errors import Backpressure, MalformedInput, NeikongError, StoreError
 from ledger.reasons import ReasonCode
@@ -51,6 +54,7 @@ log = logging.getLogger("neikong.kafka")
 _T = TypeVar("_T")
 
 COMPRESSION = "lz4"
+_PARTITION_CACHE = 100_000  # keys (streams) whose partition is remembered
 
 
 def translate_kafka_error(exc: BaseException, doing: str = "Kafka") -> NeikongError:
@@ -186,18 +190,21 @@ class KafkaTransport:
         )
         self._lock = threading.Lock()
         self._error: NeikongError | None = None
+        self._partitions: dict[bytes, tuple[int, int]] = {}
 
     # -- sending ---------------------------------------------------------------------------
 
     def publish(self, stream: str, record: bytes) -> None:
         """Queue one record; a delivery failure is raised by the next `flush`."""
-        self._send(stream.encode("utf-8"), record, None, self._remember_error)
+        key = stream.encode("utf-8")
+        self._send(key, record, None, self._remember_error, self._partition_of(key))
 
     def publish_acked(
         self, stream: str, record: bytes, on_delivery: Callable[[BaseException | None], None]
     ) -> None:
         """Queue one record; `on_delivery` is called from Kafka's I/O thread."""
-        self._send(stream.encode("utf-8"), record, None, on_delivery)
+        key = stream.encode("utf-8")
+        self._send(key, record, None, on_delivery, self._partition_of(key))
 
     def send_raw(
         self,
@@ -207,7 +214,28 @@ class KafkaTransport:
         on_delivery: Callable[[BaseException | None], None] | None = None,
     ) -> None:
         """Queue any bytes with headers (the dead-letter topic uses this)."""
-        self._send(key, value, list(headers) or None, on_delivery or self._remember_error)
+        self._send(key, value, list(headers) or None, on_delivery or self._remember_error, None)
+
+    def _partition_of(self, key: bytes) -> int | None:
+        """The partition kafka-python's default partitioner picks for `key` (murmur2 of the
+        key over the sorted partitions), remembered per key and partition count: the pure
+        Python hash is a third of the cost of a send. None (kafka-python decides) while the
+        topic's partitions are unknown."""
+        try:
+            known = self._producer.partitions_for(self.topic)
+        except Exception as exc:
+            raise translate_kafka_error(exc, f"reading the partitions of {self.topic}") from exc
+        if not known:
+            return None
+        count = len(known)
+        cached = self._partitions.get(key)
+        if cached is not None and cached[0] == count:
+            return cached[1]
+        partition: int = sorted(known)[(murmur2(key) & 0x7FFFFFFF) % count]
+        if len(self._partitions) >= _PARTITION_CACHE:
+            self._partitions.clear()
+        self._partitions[key] = (count, partition)
+        return partition
 
     def _send(
         self,
@@ -215,9 +243,14 @@ class KafkaTransport:
         value: bytes,
         headers: list[tuple[str, bytes]] | None,
         on_delivery: Callable[[BaseException | None], None],
+        partition: int | None,
     ) -> None:
-        with kafka_errors_translated(f"publishing to {self.topic}"):
-            future = self._producer.send(self.topic, value=value, key=key, headers=headers)
+        try:
+            future = self._producer.send(
+                self.topic, value=value, key=key, headers=headers, partition=partition
+            )
+        except Exception as exc:
+            raise translate_kafka_error(exc, f"publishing to {self.topic}") from exc
 
         def ok(_metadata: object) -> None:
             _safely(on_delivery, None)

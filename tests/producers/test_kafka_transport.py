@@ -116,6 +116,36 @@ def test_publish_acked_reports_each_record_and_keys_by_stream(
 
 
 @kafka
+def test_a_stream_goes_to_the_partition_of_the_default_partitioner(
+    kafka_bootstrap: str, make_topic
+) -> None:
+    """The transport names the partition itself (cached per stream): it MUST be the one
+    kafka-python's own partitioner picks for the key, so other clients agree."""
+    from kafka import KafkaProducer  # noqa: TID251 - the reference partitioner
+
+    topic = make_topic(partitions=6)
+    streams = [f"matter/4403-fp/{i:04d}" for i in range(40)]
+    reference = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    try:
+        expected = {
+            s: reference.send(topic, key=s.encode(), value=b"ref").get(timeout=30).partition
+            for s in streams
+        }
+    finally:
+        reference.close()
+    assert len(set(expected.values())) > 1  # the keys do spread over the partitions
+    with KafkaTransport(kafka_bootstrap, topic) as transport:
+        for _ in range(2):  # the second round comes from the cache
+            for s in streams:
+                transport.publish(s, b"sdk")
+        transport.flush(30)
+    records = consume_all(kafka_bootstrap, topic, 3 * len(streams))
+    got = [(r.key.decode(), r.partition) for r in records if r.value == b"sdk"]
+    assert len(got) == 2 * len(streams)
+    assert all(partition == expected[stream] for stream, partition in got)
+
+
+@kafka
 def test_a_message_over_the_size_limit_is_malformed_input(kafka_bootstrap: str, make_topic) -> None:
     topic = make_topic()
     with KafkaTransport(kafka_bootstrap, topic) as transport:
