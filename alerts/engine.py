@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.calendar import Calendar, DueMemo, format_ts, local_date, parse_ts
-from alerts.compiled import Getter, compile_path
+from alerts.compiled import Getter, Pred, compile_path
 from alerts.dispatch import keys_of, rule_reads
 from alerts.escalation import CardCounter
 from alerts.facts_enforcement import reset_memos
 from alerts.matchers import NO_BOUND, MatchKinds
-from alerts.plans import Plan, RuleCode, compile_plan
+from alerts.plans import NEVER, Plan, RuleCode, compile_plan
 from alerts.rules import Rule, RuleSet
 from alerts.state import DetectorState
 from alerts.timers import TimerHeap
@@ -67,6 +67,24 @@ def event_view(event: LoggedEvent) -> dict[str, Any]:
         "data": event.data,
         "position": event.position,
     }
+
+
+_Row = tuple[Plan, str, bool, int, tuple[Getter, ...], bool | None, bool, Pred | None, Pred | None]
+
+
+def _row(plan: Plan) -> _Row:
+    """What `Engine.process` reads of a plan for every event, as one tuple to unpack."""
+    return (
+        plan,
+        plan.rule_id,
+        plan.follower,
+        plan.slot,
+        plan.getters,
+        plan.keeps,
+        plan.acts,
+        plan.opener,
+        plan.gate,
+    )
 
 
 @dataclass
@@ -119,6 +137,7 @@ class Engine(MatchKinds):
         # (plans in rule-set order, whether a rule reads the type); key paths -> getters.
         self._routes: dict[str, tuple[tuple[Plan, ...], bool, int]] = {}
         self._key_getters: dict[tuple[str, ...], tuple[Getter, ...]] = {}
+        self._rows: dict[str, tuple[tuple[Plan, ...], tuple[_Row, ...]]] = {}
         self._due_cache = {}
         self._outlier_groups = {}
         self.due_memo = DueMemo(calendar)
@@ -155,33 +174,34 @@ class Engine(MatchKinds):
             self._close(event.stream)
         if not plans:
             return out
+        rows = self._rows.get(event_type)
+        if rows is None or rows[0] is not plans:  # the plans' fields, unpacked per row
+            rows = self._rows[event_type] = (plans, tuple(_row(p) for p in plans))
         view = event_view(event)
         late = state.late
         rules = state.rules
         entry: dict[str, Any] | None = None  # the event's history entry, shared by rules
         with_history: dict[str, Any] | None = None  # the view plus a rule's key's history
         keyed: list[list[str] | None] = [None] * slots  # plans with the same key paths share
-        for plan in plans:
-            kstate = rules[plan.rule_id]
-            follower = plan.follower
+        for plan, rule_id, follower, slot, getters, keeps, acts, opens, gate in rows[1]:
+            kstate = rules[rule_id]
             if follower and not kstate:
                 continue  # not a selector's type: only a possible role for a pending absence
-            keys = keyed[plan.slot]
+            keys = keyed[slot]
             if keys is None:
-                getters = plan.getters  # one path to a string: the common case, inline
-                value = getters[0](view) if len(getters) == 1 else None
+                value = getters[0](view) if len(getters) == 1 else None  # one path: inline
                 keys = [value] if value.__class__ is str else keys_of(getters, view)
-                keyed[plan.slot] = keys
-            keeps = plan.keeps
+                keyed[slot] = keys
             for key in keys:
-                if late and f"{plan.rule_id}\n{key}" in late:
+                if late and f"{rule_id}\n{key}" in late:
                     out += self._flush_late(plan.rule, key)
-                opener = None
-                if key not in kstate:
-                    if follower:
-                        continue  # no absence pending for this key: nothing to track
-                    opener = plan.opener  # no state: only an event that opens one acts
-                if plan.acts and (plan.gate is None or plan.gate(view, NO_BOUND)):
+                if key in kstate:
+                    opener = None
+                elif follower:
+                    continue  # no absence pending for this key: nothing to track
+                else:
+                    opener = opens  # no state: only an event that opens one acts
+                if acts and opener is not NEVER and (gate is None or gate(view, NO_BOUND)):
                     seen = view
                     if keeps is not None:  # the rule keeps a history: its facts read it
                         if with_history is None:  # one copy per event; no handler keeps it

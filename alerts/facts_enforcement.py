@@ -237,9 +237,10 @@ def _invoice_surge(view: View, params: Mapping[str, Any]) -> bool:
     amount = as_decimal(_data(view).get("amount"))
     if amount is None:
         return False
+    factor = _param_decimal(params["surge_factor"])
     peaks = []
     kept = view.get("history")
-    for e in kept if kept.__class__ is list else _history(view):
+    for e in reversed(kept) if kept.__class__ is list else _history(view):  # latest first
         if e.__class__ is not dict and not isinstance(e, Mapping):
             continue  # as `_history`: not an event
         if e.get("type") == "taxpayer.invoice_usage_reported":
@@ -247,10 +248,12 @@ def _invoice_surge(view: View, params: Mapping[str, Any]) -> bool:
             if data.__class__ is dict or isinstance(data, Mapping):  # else it has no amount
                 past = as_decimal(data.get("amount"))
                 if past is not None:
+                    if amount <= factor * past:
+                        return False  # not above the peak (which is at least `past`)
                     peaks.append(past)
     if len(peaks) < int(params["min_history_months"]):
         return False
-    return amount > _param_decimal(params["surge_factor"]) * max(peaks)
+    return amount > factor * max(peaks)
 
 
 def _low_burden(data: Mapping[str, Any], params: Mapping[str, Any]) -> bool:

@@ -164,8 +164,9 @@ class Plan:
             and not self.extends
         )
 
-    # trigger-gated kinds keeping a history: the parts of the trigger's `all` that read no
-    # history, on the bare view; false: the trigger is false (the handler does nothing)
+    # a condition the handler needs to do anything, on the bare view (false: it does nothing):
+    # trigger-gated kinds: the trigger's `where` (with a history: the parts of its `all` that
+    # read no history); a sequence without `maxspan`: some step's or cancel's bound-free part
     gate: Pred | None
 
 
@@ -194,19 +195,62 @@ def _reads_history(cond: Any) -> bool:
     return False
 
 
-def _gate(rule: Rule, trigger: Mapping[str, Any] | None) -> Pred | None:
-    """The history-free part of `trigger`'s `where` (an `all`'s parts that read no history,
-    or the whole condition), or None when there is none."""
-    where = (trigger or {}).get("where")
+def _reads_bound(cond: Any) -> bool:
+    """Whether a condition may read a sequence's bound values (conservative, as above)."""
+    if isinstance(cond, Mapping):
+        return "bound" in cond or any(_reads_bound(v) for v in cond.values())
+    if isinstance(cond, list | tuple):
+        return any(_reads_bound(c) for c in cond)
+    return False
+
+
+def _free_part(where: Any, reads: Callable[[Any], bool]) -> Any:
+    """A condition implied by `where` that `reads` nothing of: `where` itself, or the parts
+    of its `all` that read nothing; None (no such condition: treat as true) otherwise."""
+    if not where:
+        return {}  # an absent condition: always true
     if not isinstance(where, Mapping) or len(where) != 1:
         return None
-    if not _reads_history(where):
-        return compile_condition(where, rule.params)
+    if not reads(where):
+        return where
     parts = where.get("all")
     if not isinstance(parts, list):
         return None
-    free = [c for c in parts if not _reads_history(c)]
-    return compile_condition({"all": free}, rule.params) if free else None
+    free = [c for c in parts if not reads(c)]
+    return {"all": free} if free else None
+
+
+def _sequence_gate(rule: Rule, event_type: str) -> Pred | None:
+    """For a sequence without `maxspan` (its handler then changes nothing unless a step or a
+    `cancel` matches): whether the bound-free part of some step or cancel naming the type
+    holds; None when one of them has no such part (no gate)."""
+    m = rule.match
+    if m.get("maxspan") is not None:
+        return None  # the handler also drops expired partial matches
+    conditions = []
+    for selector in [*m.get("steps", []), *m.get("cancel", [])]:
+        if event_type not in _types(selector):
+            continue
+        free = _free_part(selector.get("where"), _reads_bound)
+        if free is None:
+            return None
+        conditions.append(free)
+    if not conditions:
+        return None  # nothing names the type: the plan does not act on it anyway
+    return compile_condition({"any": conditions}, rule.params)
+
+
+def _gate(rule: Rule, trigger: Mapping[str, Any] | None) -> Pred | None:
+    """The history-free part of `trigger`'s `where` (an `all`'s parts that read no history,
+    or the whole condition; for a rule without a history, the whole condition: its facts
+    see no history), or None when there is none."""
+    where = (trigger or {}).get("where")
+    if not rule.match.get("history"):
+        reads: Callable[[Any], bool] = lambda cond: False  # noqa: E731
+    else:
+        reads = _reads_history
+    free = _free_part(where, reads) if where else None
+    return compile_condition(free, rule.params) if free else None
 
 
 def compile_plan(
@@ -262,6 +306,8 @@ def compile_plan(
         opener=opener,
         advances=any(p is not None for p in steps),
         gate=_gate(rule, m.get("trigger"))
-        if history and trigger is not None and rule.kind in GATED_KINDS
+        if trigger is not None and rule.kind in GATED_KINDS
+        else _sequence_gate(rule, event_type)
+        if rule.kind == "sequence"
         else None,
     )
