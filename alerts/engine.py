@@ -23,10 +23,13 @@ Guarantees:
   `expires`) drops the trigger and is counted; an expired one does not apply.
 
 Speed (one core): each rule is compiled once per event type (`alerts.plans`), and work whose
-result is known is skipped (`alerts.dispatch`, `Plan.opener` / `gate` / `roles_only`); pure
-computations are memoised per engine (due times, the calendar's limit ends, R06/R02 fact
-verdicts: reset when an engine is created). None of this changes what is emitted or kept
-(tests/alerts/test_plans.py runs the engine with and without the shortcuts).
+result is known is skipped (`alerts.dispatch`, `Plan.opener` / `gate` / `roles_only`: a
+handler is not called when a condition it needs provably fails); pure computations are
+memoised per engine (due times, the calendar's limit ends, R06/R02 fact verdicts: reset when
+an engine is created); R18's peer groups keep running sums (`alerts.outlier.OutlierGroup`,
+rebuilt from the state's cases after a restore); a pending absence keeps one live timer.
+None of this changes what is emitted or kept (tests/alerts/test_plans.py runs the engine with
+and without the shortcuts, and with a timer per level).
 """
 
 from __future__ import annotations

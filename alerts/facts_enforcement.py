@@ -79,7 +79,11 @@ def _flow_of(view: View, history: list[Mapping[str, Any]] | None = None) -> Powe
     """The flow of the matter whose acceptance is in the view's history (or is the view);
     `history`: `_history(view)` if the caller has it."""
     kept = _history(view) if history is None else history
-    accepted = next((e for e in kept if e.get("type") == "matter.accepted"), None)
+    accepted = None
+    for e in kept:
+        if e.get("type") == "matter.accepted":
+            accepted = e
+            break
     if accepted is None:
         if view.get("type") != "matter.accepted":
             return None
@@ -318,7 +322,8 @@ def _void_or_reversal_high(view: View, params: Mapping[str, Any]) -> bool:
 def _ceiling_invoicing(view: View, params: Mapping[str, Any]) -> bool:
     """R11 (顶额开票): at least `ceiling_share` of the month's invoices are at ≥ 90 % of the
     maximum invoice amount (`at_ceiling`, counted by the invoice system)."""
-    invoices, at_ceiling = field(view, "data.invoices"), field(view, "data.at_ceiling")
+    data = _data(view)  # a missing field reads as None (was MISSING): the same verdicts
+    invoices, at_ceiling = data.get("invoices"), data.get("at_ceiling")
     if not isinstance(invoices, int) or not isinstance(at_ceiling, int) or invoices <= 0:
         return False
     return Decimal(at_ceiling) >= _param_decimal(params["ceiling_share"]) * invoices

@@ -13,7 +13,8 @@ the engine's. Keyed state per kind (JSON values, snapshotted with the log positi
 
 - threshold / value_count: `[[ts, event_id, value], …]` inside the rule's window (event time);
 - sequence: up to 32 partial matches `{step, ts, ids, bound}`; a `cancel` event drops them;
-- absence: `{start, dues, fired, roles}`; its timers sit in the engine's heap;
+- absence: `{start, dues, fired, roles}`; the timer of its next level sits in the engine's
+  heap;
 - aggregate_outlier: `"group|<values>" -> [[ts, event_id, official, value], …]` inside the
   window (see `alerts.outlier`);
 - escalation: see `alerts.escalation`.

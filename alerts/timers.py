@@ -1,9 +1,11 @@
 """Durable absence timers on event time: (due_at, rule_id, key, level_step, start_id).
 
 Timers live in a binary heap inside the detector state (so they are snapshotted with the log
-position). Cancelling is lazy: a popped timer is current only while its absence is still
-pending with the same start event, the step is not yet fired and the due time still matches
-(an extension moves the due time and pushes a new timer).
+position). A pending absence keeps one live timer, its next level's (the engine arms the
+next one when a level fires: `alerts.matchers.MatchKinds._arm`). Cancelling is lazy: a popped
+timer is current only while its absence is still pending with the same start event, the step
+is not yet fired and the due time still matches (an extension moves the due times and arms a
+new timer).
 
 Level due times (DOMAIN §5.1 `levels[].at`): `fraction` of the limit (working-day limits:
 ceil(days × fraction) working days; date deadlines: ceil(span × fraction) seconds), then
