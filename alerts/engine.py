@@ -143,6 +143,7 @@ class Engine(MatchKinds):
         self._rows: dict[str, tuple[tuple[Plan, ...], tuple[_Row, ...]]] = {}
         self._due_cache = {}
         self._outlier_groups = {}
+        self._limits = {}
         self.due_memo = DueMemo(calendar)
         reset_memos()  # memoised fact verdicts never outlive a run (alerts.facts_enforcement)
 

@@ -178,7 +178,8 @@ def reset_memos() -> None:
 
 
 def _shape(events: list[Mapping[str, Any]], kinds: Any) -> tuple[Any, ...] | None:
-    """The memo key of R06's verdict over `events`, or None when it cannot be memoised."""
+    """The memo key of R06's verdict over `events`, or None when it cannot be memoised (the
+    caller also refuses a key that is not hashable)."""
     if not isinstance(kinds, list) or not _SHAPE_KINDS.issuperset(kinds):
         return None
     accepted = next((e for e in events if e.get("type") == "matter.accepted"), None)
@@ -192,14 +193,12 @@ def _shape(events: list[Mapping[str, Any]], kinds: Any) -> tuple[Any, ...] | Non
     steps = []
     for e in events:
         event_type = e.get("type")
-        step = _data(e).get("step") if event_type == "matter.step_completed" else None
-        steps.append((event_type, step if isinstance(step, str) else None))
-    key = (tuple(kinds), data.get("matter_type"), pin is None, pinned, tuple(steps))
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
+        if event_type == "matter.step_completed":
+            step = _data(e).get("step")
+            steps.append((event_type, step if isinstance(step, str) else None))
+        else:
+            steps.append((event_type, None))
+    return (tuple(kinds), data.get("matter_type"), pin is None, pinned, tuple(steps))
 
 
 def _flow_nonconforming(view: View, params: Mapping[str, Any]) -> bool:
@@ -210,7 +209,10 @@ def _flow_nonconforming(view: View, params: Mapping[str, Any]) -> bool:
     kinds = params["finding_kinds"]
     key = _shape(matter, kinds)
     if key is not None:
-        known = _VERDICTS.get(key)
+        try:
+            known = _VERDICTS.get(key)
+        except TypeError:  # an unhashable field: not memoised
+            key, known = None, None
         if known is not None:
             return known
     events = [

@@ -77,6 +77,7 @@ class MatchKinds:
 
     _due_cache: dict[tuple[str, Limit, int], tuple[int | None, ...]]
     _outlier_groups: dict[tuple[str, str], OutlierGroup]  # (rule, group key) -> its sums
+    _limits: dict[tuple[str, str | None], Limit | None]  # (rule, `within.by` value) -> limit
     due_memo: DueMemo
 
     if TYPE_CHECKING:
@@ -277,13 +278,23 @@ class MatchKinds:
         if "deadline" in within:
             day = DEADLINES[within["deadline"]](view, rule.params)
             return Limit.until(day) if day is not None else None
-        if "param" in within:
-            table = rule.params[within["param"]]
+        if "param" in within:  # depends on the rule and `by` only: resolved once per engine
+            value = None
             if "by" in within:
-                value = by(view) if by is not None else get(view, within["by"])
-                entry = table.get(str(value))
-                return Limit.of(entry) if entry else None
-            return Limit.of(table)
+                value = str(by(view) if by is not None else get(view, within["by"]))
+            memo_key = (rule.id, value)
+            if memo_key in self._limits:
+                return self._limits[memo_key]
+            table = rule.params[within["param"]]
+            if value is not None:
+                entry = table.get(value)
+                if not entry:
+                    return None  # not memoised: the memo holds the table's keys at most
+                limit = Limit.of(entry)
+            else:
+                limit = Limit.of(table)
+            self._limits[memo_key] = limit
+            return limit
         return Limit.of(within)
 
     def _on_absence(self, plan: Plan, key: str, view: View, ts: int) -> list[Emitted]:
