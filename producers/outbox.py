@@ -14,11 +14,16 @@ Guarantees:
 - A row, the chain state of its stream and the producer sequence are committed in ONE
   transaction. After a crash the producer resumes exactly where the last commit left it: no
   stream_seq or producer seq is reused (no fork) and none is skipped (no gap).
-- `Outbox.add` returns a ticket; `Ticket.wait()` returns only once the row is on disk (group
-  commit: one fsync covers every row queued while the previous commit ran).
+- An event is `reserve`d (row id, stream seq, producer seq, `prev`: under the lock), signed by
+  the caller without the lock, then `fill`ed. Only the contiguous prefix of filled slots is
+  committed, in row id order: a committed producer seq or stream seq never follows a missing
+  one, whatever order the signing threads finish in. A stream's next event waits for the
+  previous one's fill (it needs that digest); other streams sign in parallel.
+- `slot.ticket.wait()` returns only once the row is on disk (group commit: one fsync covers
+  every row filled while the previous commit ran, plus those being signed, `GATHER_S`).
 - If a commit fails, every row queued after it fails too and the in-memory chain state is
   reloaded from the file, so no later event is built on an event that was never stored.
-- Rows stay until `mark_delivered`; after a restart every undelivered row is handed out again
+- Rows stay until `mark_delivered` / `acknowledge`; after a restart every undelivered row is handed out again
   (`take`). A resend can duplicate a record in the transport; the ledger treats the second copy
   as a no-op (same event_id, same bytes).
 - Past `limit` undelivered rows, `check_capacity` raises `Backpressure`: the caller MUST retry
@@ -34,70 +39,15 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.errors import Backpressure, NeikongError, StoreError
+from producers.outbox_slots import OutboxRow, Slot, Ticket
 from producers.outbox_sql import SCHEMA, QueuedRow, commit
 
 __all__ = ["Outbox", "OutboxRow", "Slot", "Ticket"]
 
 log = logging.getLogger("neikong.outbox")
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    id: int
-    stream: str
-    record: bytes
-
-
-class Ticket:
-    """The commit a reserved row belongs to; shared by the rows reserved between two commits.
-
-    A lock held until the commit ends: each waiter takes it and passes it on at once, so a
-    commit wakes its waiters one after another without a condition variable's shared lock.
-    """
-
-    __slots__ = ("_done", "_finished", "error")
-
-    def __init__(self) -> None:
-        self._done = threading.Lock()
-        self._done.acquire()
-        self._finished = False
-        self.error: NeikongError | None = None
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Return once the rows are durable; raise `StoreError` if their commit failed."""
-        if not self._done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
-            raise Backpressure(f"the outbox did not commit within {timeout} s; retry later")
-        self._done.release()
-        if self.error is not None:
-            raise self.error
-
-    def _finish(self, error: NeikongError | None = None) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        self.error = error
-        self._done.release()
-
-
-@dataclass(slots=True)
-class Slot:
-    """A reserved place in the outbox: row id, stream seq and producer seq are fixed; the
-    signed record is filled in later (`Outbox.fill`), outside the outbox lock."""
-
-    id: int
-    stream: str
-    stream_seq: int
-    prev: bytes  # digest of the stream's previous event (b"" before the first)
-    system: str
-    producer_seq: int
-    ticket: Ticket
-    generation: int
-    record: bytes | None = None
-    digest: bytes = b""
 
 
 class Outbox:
