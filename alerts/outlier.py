@@ -10,8 +10,10 @@ mean value lies strictly below the peers' mean by more than `sigmas` standard de
 - the peers' mean is the mean of the peers' own means (each peer counts once, however many
   cases it decided), σ the population standard deviation of those means;
 - the test is `peer_mean − mean > sigmas · σ` (so with σ = 0 any lower mean is an outlier),
-  evaluated on squares in exact integer arithmetic (the rational test multiplied out): no
-  floats, no square roots, the same answer on every machine and in every replay.
+  decided on squares in exact integer arithmetic (the rational test multiplied out): no
+  square roots, the same answer on every machine and in every replay. A floating-point
+  estimate answers first only when it is far from the boundary (by a margin a million times
+  its rounding: `_clear_verdict`), which spares the big integers and never changes the answer.
 
 It returns the official's event ids in the window (the warning's triggers, oldest first), or
 None. It is a statistical signal only: it never decides blame.
@@ -19,6 +21,7 @@ None. It is a statistical signal only: it never decides blame.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -157,6 +160,9 @@ def _outlier(
     k = len(peers)
     if k < max(min_peers, 1):
         return False
+    clear = _clear_verdict(sums, counts, official, peers, sigmas)
+    if clear is not None:
+        return clear
     # Exact integer form of `peer_mean - mean > sigmas * sigma`: with every sum over one
     # common denominator D (S_w) and the peers' means over D * L (A_p, L = lcm of their
     # counts), gap = G / (k D L own) and variance = V / (k^3 D^2 L^2), so the test is
@@ -181,3 +187,46 @@ def _outlier(
     spread = sum((k * a - total) ** 2 for a in means)
     num, den = sigmas.numerator, sigmas.denominator
     return k * gap * gap * den * den > num * num * spread * own * own
+
+
+_MARGIN = 1e-6  # relative: float rounding here is below 1e-12 of the values' scale
+
+
+def _clear_verdict(
+    sums: dict[str, dict[int, int]],
+    counts: dict[str, int],
+    official: str,
+    peers: list[str],
+    sigmas: Fraction,
+) -> bool | None:
+    """The verdict when a floating-point estimate decides it by a wide margin (the rounding
+    of these few sums and squares is many orders of magnitude below `_MARGIN`), else None:
+    the exact computation decides. So the answer is always the exact one; the estimate only
+    spares the big-integer arithmetic when the test is far from its boundary."""
+    try:
+        scale = 1.0  # bounds every mean's and partial sum's magnitude (so the rounding)
+        means = []
+        for who in (official, *peers):
+            parts = [n / d for d, n in sums[who].items()]
+            means.append(sum(parts) / counts[who])
+            scale = max(scale, sum(map(abs, parts)) / counts[who])
+        mean = means.pop(0)
+        k = len(means)
+        peer_mean = sum(means) / k
+        variance = sum((m - peer_mean) ** 2 for m in means) / k
+        s2 = float(sigmas) ** 2
+    except (OverflowError, ZeroDivisionError):
+        return None
+    if not math.isfinite(scale * scale + variance + s2):
+        return None
+    gap = peer_mean - mean
+    if gap < -_MARGIN * scale:
+        return False  # the peers' mean is clearly not above the official's
+    if gap <= _MARGIN * scale:
+        return None  # too close to call
+    slack = _MARGIN * scale * scale * (1.0 + s2)
+    if gap * gap + slack < s2 * variance:
+        return False
+    if gap * gap - slack > s2 * variance:
+        return True
+    return None

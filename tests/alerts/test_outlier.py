@@ -135,3 +135,34 @@ def test_the_running_sums_equal_a_verdict_over_the_window(
     rebuilt = OutlierGroup(list(window))  # as after a restore: from the cases alone
     assert rebuilt.sums.keys() == group.sums.keys()
     assert rebuilt.counts == group.counts
+
+
+WIDE = st.one_of(
+    st.decimals(min_value=-(10**9), max_value=10**9, places=6, allow_nan=False).map(str),
+    st.sampled_from(["1e300", "-1e300", "1e-300", "0.1", "0.10", "0.3", "-0.2"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 10),
+            st.uuids().map(str),
+            st.sampled_from(["O-1", "O-2", "O-3", "O-4", "O-5"]),
+            WIDE,
+        ).map(list),
+        max_size=40,
+    ),
+    st.sampled_from(["O-1", "O-2"]),
+    st.integers(0, 2),
+    st.sampled_from([Fraction(0), Fraction(1, 3), Fraction(1), Fraction(5, 2)]),
+)
+def test_the_float_estimate_never_changes_a_verdict(
+    cases: list[list[Any]], official: str, min_peers: int, sigmas: Fraction
+) -> None:
+    """Wide, negative, huge and tiny values (where rounding is largest): the verdict with the
+    floating-point shortcut is still the exact one."""
+    got = outlier_verdict(cases, official, min_cases=1, min_peers=min_peers, sigmas=sigmas)
+    want = reference(cases, official, min_cases=1, min_peers=min_peers, sigmas=sigmas)
+    assert got == want
