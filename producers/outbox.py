@@ -23,9 +23,9 @@ Guarantees:
   every row filled while the previous commit ran, plus those being signed, `GATHER_S`).
 - If a commit fails, every row queued after it fails too and the in-memory chain state is
   reloaded from the file, so no later event is built on an event that was never stored.
-- Rows stay until `mark_delivered` / `acknowledge`; after a restart every undelivered row is handed out again
-  (`take`). A resend can duplicate a record in the transport; the ledger treats the second copy
-  as a no-op (same event_id, same bytes).
+- Rows stay until `mark_delivered` / `acknowledge`; after a restart every undelivered row is
+  handed out again (`take`). A resend can duplicate a record in the transport; the ledger
+  treats the second copy as a no-op (same event_id, same bytes).
 - Past `limit` undelivered rows, `check_capacity` raises `Backpressure`: the caller MUST retry
   later; the outbox MUST NOT grow without bound.
 """
@@ -289,31 +289,56 @@ class Outbox:
             if slot.generation != self._generation:
                 return
             if self._slots and self._slots[-1] is slot:
-                self._slots.pop()
-                self._next_id -= 1
-                self._producer_seqs[slot.system] = slot.producer_seq - 1
-                self._heads[slot.stream] = (slot.stream_seq - 1, slot.prev)
-                self._settle(slot.stream)
-                self._undelivered.pop(slot.id, None)
-                if self._open_last == slot.id:
-                    self._open_last = slot.id - 1
-                    if self._open_last < self._open_first:
-                        self._open_first = self._open_last = 0
-                if self._fill_waiters:
-                    self._filled_cond.notify_all()
-                return
-            broken = StoreError(f"outbox {self.path}: an event could not be signed: {error!r}")
-            self._broken = broken
-            self._generation += 1
-            tickets = [t for _, t in self._closed] + [self._open]
-            self._closed.clear()
-            self._open, self._open_first, self._open_last = Ticket(), 0, 0
-            for lost in self._slots:
-                self._undelivered.pop(lost.id, None)
-            self._slots.clear()
-            self._filled_cond.notify_all()
+                tickets = self._undo_last(slot)
+                broken = None  # their rows are all on disk
+            else:
+                broken = StoreError(f"outbox {self.path}: an event could not be signed: {error!r}")
+                self._broken = broken
+                tickets = self._break()
         for ticket in tickets:
             ticket._finish(broken)
+
+    def _undo_last(self, slot: Slot) -> list[Ticket]:
+        """Undo the last reservation (lock held); return the tickets left with no row to wait
+        for."""
+        self._slots.pop()
+        self._next_id -= 1
+        self._producer_seqs[slot.system] = slot.producer_seq - 1
+        self._heads[slot.stream] = (slot.stream_seq - 1, slot.prev)
+        self._settle(slot.stream)
+        self._undelivered.pop(slot.id, None)
+        if self._open_last == slot.id:
+            self._open_last = slot.id - 1
+            if self._open_last < self._open_first:
+                self._open_first = self._open_last = 0
+        if self._fill_waiters:
+            self._filled_cond.notify_all()
+        return self._unreserve_closed(slot.id)
+
+    def _break(self) -> list[Ticket]:
+        """A reservation that is not the last was abandoned: refuse further events, void the
+        reservations, return every ticket not finished yet (lock held)."""
+        self._generation += 1
+        tickets = [t for _, t in self._closed] + [self._open]
+        self._closed.clear()
+        self._open, self._open_first, self._open_last = Ticket(), 0, 0
+        for lost in self._slots:
+            self._undelivered.pop(lost.id, None)
+        self._slots.clear()
+        self._filled_cond.notify_all()
+        return tickets
+
+    def _unreserve_closed(self, row_id: int) -> list[Ticket]:
+        """The last reservation `row_id` was undone: a ticket the writer already closed with it
+        as its last row now ends one row earlier; returned if all its rows are committed."""
+        closed = self._closed
+        if not closed or closed[-1][0] != row_id:
+            return []
+        closed[-1] = (row_id - 1, closed[-1][1])
+        done: list[Ticket] = []
+        while closed and closed[0][0] <= self._committed:
+            done.append(closed.popleft()[1])
+        return done
 
     def _settle(self, stream: str) -> None:
         left = self._uncommitted[stream] - 1

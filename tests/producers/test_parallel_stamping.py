@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +288,21 @@ def test_sigkill_in_the_middle_of_concurrent_emits_leaves_no_gap(
     producer.close()
     assert producer.outbox is not None
     producer.outbox.close()
+
+
+def test_undoing_the_last_reservation_releases_the_commit_waiting_for_it(
+    tmp_path: Path,
+) -> None:
+    with Outbox(tmp_path / "o", SYSTEM) as outbox:
+        first = outbox.reserve(PREFIX + "a")
+        second = outbox.reserve(PREFIX + "b")  # same ticket as the first
+        outbox.fill(first, b"record-1", bytes(32))
+        time.sleep(0.2)  # the writer committed row 1; the ticket also waits for row 2
+        outbox.abandon(second, MemoryError("signing failed"))
+        first.ticket.wait(5)  # returns: nothing left to wait for
+        again = outbox.reserve(PREFIX + "b")
+        assert (again.id, again.producer_seq, again.stream_seq) == (2, 2, 1)
+        outbox.fill(again, b"record-2", bytes(32))
+        again.ticket.wait(5)
+    ids, seqs = file_sequences(tmp_path / "o")
+    assert ids == seqs == [1, 2]
