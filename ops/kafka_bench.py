@@ -9,6 +9,10 @@ Figures (keys of the JSON object):
                             Kafka transport delivering in the background meanwhile. The nine
                             producer systems of the process share one outbox file (one fsync
                             per group commit covers all of them).
+- sdk_emit_cpu_us_per_event CPU time of the whole process (emitting threads, outbox writer,
+                            delivery) during that emit phase, per event: with `emit_threads`
+                            callers each waiting for its fsync, the rate is bounded by
+                            emit_threads / commit latency and by the CPU the process gets.
 - e2e_per_s                 producer SDK → Kafka → `neikong ingest` (its own process) → durable
                             ledger: events / seconds from the first emit until the ledger holds
                             the last event; the producers call `emit` from `emit_threads`
@@ -252,18 +256,21 @@ class _Bench:
             raise failures[0]
         return time.perf_counter() - started
 
-    def sdk_emit(self, ledger_dir: Path) -> tuple[float, float, str]:
+    def sdk_emit(self, ledger_dir: Path) -> tuple[float, float, float, str]:
+        """(emits/s, delivered/s, process CPU µs per event during the emit phase, topic)."""
         topic = self.topic("sdk")
         producers, transport, outbox = self._producers(ledger_dir, topic, "sdk")
         try:
+            cpu = time.process_time()
             started = time.perf_counter()
             emitted = self.emit_threaded(producers)
+            cpu = time.process_time() - cpu
             for p in producers.values():
                 p.flush(600)
             delivered = time.perf_counter() - started
         finally:
             self._close(producers, transport, outbox)
-        return self.events / emitted, self.events / delivered, topic
+        return self.events / emitted, self.events / delivered, cpu / self.events * 1e6, topic
 
     def emit_batched(self, producers: dict[str, Producer], chunk: int = 500) -> None:
         """Emit every simulated event in simulation order, `chunk` at a time inside the
@@ -415,7 +422,7 @@ def run_kafka_bench(
         raw, raw_produce, raw_consume = bench.kafka_raw(records)
         del records
         log(f"kafka bench: SDK emit with its durable outbox ({emit_threads} threads)…")
-        sdk, sdk_delivered, sdk_topic = bench.sdk_emit(template)
+        sdk, sdk_delivered, sdk_cpu_us, sdk_topic = bench.sdk_emit(template)
         log("kafka bench: SDK batch emit…")
         batch = bench.sdk_batch_emit(template)
         log("kafka bench: neikong ingest draining the SDK's topic…")
@@ -440,6 +447,7 @@ def run_kafka_bench(
         "kafka_raw_consume_per_s": round(raw_consume),
         "sdk_emit_per_s": round(sdk),
         "sdk_delivered_per_s": round(sdk_delivered),
+        "sdk_emit_cpu_us_per_event": round(sdk_cpu_us),
         "sdk_batch_emit_per_s": round(batch),
         "kafka_ingest_per_s": round(drain),
         "e2e_per_s": round(e2e),

@@ -10,6 +10,7 @@ from tests.producers._kafka import kafka, require_kafka
 KEYS = (
     "kafka_raw_per_s",
     "sdk_emit_per_s",
+    "sdk_emit_cpu_us_per_event",
     "sdk_batch_emit_per_s",
     "kafka_ingest_per_s",
     "e2e_per_s",
