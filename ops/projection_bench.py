@@ -8,8 +8,9 @@ Figures (keys of the JSON object):
                         tracking at each commit, build the secondary indexes) into the read
                         model of the same backend kind (SQLite file beside the ledger, or the
                         ledger's PostgreSQL database), as `neikong rebuild` runs it:
-                        `rebuild_workers` processes, projections grouped by cost (one
-                        process below PARALLEL_MIN_EVENTS, where starting workers costs more).
+                        `rebuild_workers` processes, projections grouped by cost, the case
+                        history sharded by stream (one process below PARALLEL_MIN_EVENTS,
+                        where a second one gains nothing).
 - rebuild_one_process_per_s  the same rebuild in one process (for comparison).
 - rebuild_vs_raw_read   rebuild_per_s / raw_read_per_s (target >= 0.4).
 - official_show_ms      median over ~50 random officials of the wall time of the real

@@ -11,7 +11,7 @@ forked from it (no interpreter to start, nothing to import again: ~1.4 s saved p
 children never touch the parent's connections, they open their own; `spawn` where there is no
 fork).
 Groups are balanced by each projection's `cost` hint (default 1; the case history, which folds
-most events, declares more). With `shard=True`, a projection costing more than a fair share
+most events, declares more). With `shard` (the default), a projection costing more than a fair share
 of the workers is split into one shard per worker (`projections.shards`: disjoint keys, own
 tables), merged into it in one transaction when every worker is done, then indexed. Progress
 is read from the tracking rows while the workers run. An in-memory read model cannot be shared
@@ -38,9 +38,11 @@ from projections.shards import shard_heavy
 
 __all__ = ["PARALLEL_MIN_EVENTS", "partition", "rebuild_parallel"]
 
-# Below this log size one process is faster: starting a worker (a fresh interpreter importing
-# the projections) costs 1-3 s. Measured: 20k events, 20,216/s in one process vs 4,976/s in two.
-PARALLEL_MIN_EVENTS = 200_000
+# Below this log size one process is as fast (the second reads the whole log too, and the shards
+# are merged at the end). Measured on a quiet 2-core machine, events/s, one process / two
+# processes unsharded / two sharded: 50k events 24,930 / 23,723 / 26,029; 200k 20,843 / 21,324
+# / 25,342; 300k 22,819 / - / 30,676; 1M 19,651 / 21,469 / 24,043.
+PARALLEL_MIN_EVENTS = 50_000
 
 _SHARD = re.compile(r"(?P<parent>[a-z][a-z0-9_]*)_s[0-9]+")
 
@@ -90,7 +92,7 @@ def rebuild_parallel(
     batch: int = 20_000,
     progress: Callable[[int], None] | None = None,
     min_events: int = PARALLEL_MIN_EVENTS,
-    shard: bool = False,
+    shard: bool = True,
 ) -> int:
     """Rebuild the projections `names` (of `projections`, default: the registered ones) from
     position 0 with `workers` processes. Projections that cannot be sent to another process
@@ -100,10 +102,9 @@ def rebuild_parallel(
     Returns the log size reached (every rebuilt projection is tracked at it). `progress` gets
     the number of positions the slowest group advanced since the last call.
 
-    `shard=True` splits a projection costing more than a fair share into one shard per worker
-    (off by default: each worker then reads and type-scans the whole log, so the total CPU
-    grows; measured on 1M events with other work on the 2 cores, 62.7 / 63.7 s sharded against
-    54.9 / 59.2 s not; it pays only when the workers have the cores to themselves).
+    `shard` (default) splits a projection costing more than a fair share into one shard per
+    worker: without it the case history, ~90% of the work, is one process's alone (figures at
+    `PARALLEL_MIN_EVENTS`). Each worker reads and type-scans the whole log either way.
     """
     registered = {p.name: p for p in (all_projections() if projections is None else projections)}
     unknown = sorted(set(names) - set(registered))
