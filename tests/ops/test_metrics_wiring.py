@@ -201,14 +201,30 @@ def test_engine_counters_are_translated_once_by_rule(tmp_path: Path) -> None:
 def test_a_restarted_detector_does_not_count_warnings_the_ledger_holds(
     served: tuple[Service, CollectorRegistry, int],
 ) -> None:
+    """A detector that lost its snapshot replays the log; the warnings it emits are already in
+    the ledger, so nothing is appended and nothing is counted.
+
+    The engine's guarantee is replay with the same events and the same sequence of `now`
+    (`alerts.engine`). The service's passes saw a back-dated feed arrive under a moving wall
+    clock: timers that fell due more than `late_after_s` before a pass fire late, coalesced to
+    the highest due level per pass, so a one-pass replay may split or merge those levels
+    differently. The scene is therefore set by one replay at a fixed `now` first."""
     service, _, _ = served
     ledger = service.ledger
-    service.detector.snapshots.reset()  # lost snapshot: the new detector replays everything
+    ruleset = service.detector.ruleset
+    now = int(time.time())
+    service.detector.snapshots.reset()  # lost snapshot: a replay of everything at `now`
+    first = Detector(ledger, ruleset)
+    try:
+        first.run_once(now)
+    finally:
+        first.close()
+    first_run_head = ledger.store.max_position()
+    service.detector.snapshots.reset()  # lost again: the same replay, the same `now`
     registry = CollectorRegistry()
-    detector = Detector(ledger, service.detector.ruleset)
+    detector = Detector(ledger, ruleset)
     metrics = DetectorMetrics(detector, NeikongMetrics(registry))
     try:
-        now = int(time.time())
         metrics.before_pass(now)
         run = detector.run_once(now)
         metrics.after_pass()
@@ -216,6 +232,7 @@ def test_a_restarted_detector_does_not_count_warnings_the_ledger_holds(
         detector.close()
     assert run.emitted > 0
     assert run.appended == 0
+    assert ledger.store.max_position() == first_run_head
     assert sum(_samples(registry, "neikong_ledger_events_appended_total").values()) == 0
     assert sum(_samples(registry, "neikong_cards_issued_total").values()) == 0
     assert sum(_samples(registry, "neikong_detector_warnings_raised_total").values()) == 0
