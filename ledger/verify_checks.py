@@ -70,16 +70,14 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
             _finding(value, position, FindingKind.SCHEMA_INVALID, f"not an envelope: {exc!r}")
         )
         return out, None
-    out = [] if canonical_problem is None else _found(canonical_problem, value, position)
+    out = _found(canonical_problem, value, position)
     if stream_id_hex(env.stream) != sid or env.stream_seq != version:
-        out.append(
-            Finding(
-                FindingKind.MISFILED,
-                position,
-                env.stream,
-                env.event_id,
-                f"stored as ({sid[:8]}…, {version}), body says ({env.stream}, {env.stream_seq})",
-            )
+        _add(
+            out,
+            env,
+            position,
+            FindingKind.MISFILED,
+            f"stored as ({sid[:8]}…, {version}), body says ({env.stream}, {env.stream_seq})",
         )
     key_id = record[KEY_ID_SLICE]
     if env.type == "ledger.genesis":
@@ -93,7 +91,7 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
             ReasonCode.UNKNOWN_KEY: FindingKind.UNKNOWN_KEY,
             ReasonCode.REVOKED_KEY: FindingKind.REVOKED_KEY,
         }.get(problem[0], FindingKind.OUT_OF_SCOPE)
-        out.append(Finding(kind, position, env.stream, env.event_id, problem[1]))
+        _add(out, env, position, kind, problem[1])
     if entry is None:
         return out, env
     if not verify_signature(
@@ -101,25 +99,9 @@ def check_record(row: Row, registry: KeyRegistry) -> tuple[list[Finding], Envelo
         record[SIGNATURE_SLICE],
         SIGNING_PREFIX + body,
     ):
-        out.append(
-            Finding(
-                FindingKind.BAD_SIGNATURE,
-                position,
-                env.stream,
-                env.event_id,
-                "Ed25519 signature does not verify",
-            )
-        )
+        _add(out, env, position, FindingKind.BAD_SIGNATURE, "Ed25519 signature does not verify")
     if env.type in REGISTRY_TYPES and env.stream != REGISTRY_STREAM:
-        out.append(
-            Finding(
-                FindingKind.REGISTRY_INVALID,
-                position,
-                env.stream,
-                env.event_id,
-                "registry event outside ledger/keys",
-            )
-        )
+        _add(out, env, position, FindingKind.REGISTRY_INVALID, "registry event outside ledger/keys")
     return out, env
 
 

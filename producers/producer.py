@@ -40,7 +40,7 @@ from ledger.guard import ALLOW, CommandGuard, GuardDecision
 from ledger.keys import Signer
 from ledger.transport import Transport
 from producers.outbox import Outbox, OutboxRow, Ticket
-from producers.stamping import BodyTemplate, sign_body
+from producers.stamping import BodyTemplate
 
 __all__ = ["AcknowledgingTransport", "EmittedEvent", "Producer"]
 
@@ -164,8 +164,9 @@ class Producer:
             seq, digest = self._streams.get(stream, (0, b""))
             self._producer_seq += 1
             body = template.stamp(seq + 1, digest, self._producer_seq)
-            record, new_digest = sign_body(self.signer, body)
-            self._streams[stream] = (seq + 1, new_digest)
+            signed = self.signer.sign(body)
+            record = signed.encode()
+            self._streams[stream] = (seq + 1, signed.digest)
             self.transport.publish(stream, record)
             return EmittedEvent(template.event_id, stream, seq + 1, self._producer_seq, record)
 
@@ -176,11 +177,12 @@ class Producer:
         slot = outbox.reserve(stream, self.system)
         try:
             body = template.stamp(slot.stream_seq, slot.prev, slot.producer_seq)
-            record, digest = sign_body(self.signer, body)
+            signed = self.signer.sign(body)  # Ed25519 releases the GIL: threads sign together
+            record = signed.encode()
         except BaseException as exc:
             outbox.abandon(slot, exc)
             raise
-        outbox.fill(slot, record, digest)
+        outbox.fill(slot, record, signed.digest)
         emitted = EmittedEvent(
             template.event_id, stream, slot.stream_seq, slot.producer_seq, record
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +23,8 @@ from typing import Any
 import orjson
 
 from ledger.canonical import canonical_bytes
-from ledger.envelope import RECORD_MAGIC, SIGNING_PREFIX
-from ledger.keys import Signer
 
-__all__ = ["BodyTemplate", "sign_body"]
+__all__ = ["BodyTemplate"]
 
 # Top-level keys of an envelope body, in RFC 8785 order (all ASCII: plain byte order):
 # actor data event_id occurred_at pii prev producer stream stream_seq subject type v
@@ -120,10 +117,3 @@ class BodyTemplate:
                 self.tail,
             )
         )
-
-
-def sign_body(signer: Signer, body: bytes) -> tuple[bytes, bytes]:
-    """(record bytes, SHA-256 of the body: the next event's `prev`). Ed25519 signing releases
-    the GIL, so threads sign in parallel."""
-    signature = signer.private_key.sign(SIGNING_PREFIX + body)
-    return RECORD_MAGIC + signer.key_id + signature + body, hashlib.sha256(body).digest()

@@ -108,9 +108,6 @@ class MatterEvent(NamedTuple):
     data: Mapping[str, Any]
 
 
-_Event = MatterEvent
-
-
 def step_of(event_type: str, data: Mapping[str, Any]) -> str | None:
     """The flow step an event of `event_type` with `data` completes, if any."""
     if event_type == "matter.step_completed":
@@ -132,8 +129,8 @@ def matter_event(
     return MatterEvent(event_type, seq, at, official, role, step_of(event_type, data), data)
 
 
-def _normalise(events: Sequence[Any]) -> list[_Event]:
-    out: list[_Event] = []
+def _normalise(events: Sequence[Any]) -> list[MatterEvent]:
+    out: list[MatterEvent] = []
     for event in events:
         if isinstance(event, MatterEvent):
             out.append(event)
@@ -146,7 +143,7 @@ def _normalise(events: Sequence[Any]) -> list[_Event]:
             actor, data = event.actor or {}, event.data or {}
         step = step_of(event_type, data)
         out.append(
-            _Event(event_type, seq, at, actor.get("official"), actor.get("role"), step, data)
+            MatterEvent(event_type, seq, at, actor.get("official"), actor.get("role"), step, data)
         )
     return out
 
@@ -240,7 +237,7 @@ def _only(
 
 
 def _check_steps_and_actors(
-    events: list[_Event], flow: PowerFlow, occurring: set[str], *, actors: bool = True
+    events: list[MatterEvent], flow: PowerFlow, occurring: set[str], *, actors: bool = True
 ) -> list[ConformanceFinding]:
     """Duty conflicts, unexpected steps, unauthorised actors and order; with `actors` False
     the actor checks (duty_conflict, unauthorised_actor) are skipped."""
@@ -290,7 +287,7 @@ def _check_steps_and_actors(
     return out
 
 
-def _check_completeness(events: list[_Event], flow: PowerFlow) -> list[ConformanceFinding]:
+def _check_completeness(events: list[MatterEvent], flow: PowerFlow) -> list[ConformanceFinding]:
     seen: set[str] = set()
     for event in events:
         if event.type == "matter.concluded":
@@ -309,7 +306,7 @@ def _check_completeness(events: list[_Event], flow: PowerFlow) -> list[Conforman
     return []
 
 
-def _first(events: list[_Event], boundary: str) -> _Seen | None:
+def _first(events: list[MatterEvent], boundary: str) -> _Seen | None:
     for event in events:
         if (
             (boundary == "accepted" and event.type == "matter.accepted")
@@ -321,7 +318,7 @@ def _first(events: list[_Event], boundary: str) -> _Seen | None:
 
 
 def _check_deadline(
-    events: list[_Event],
+    events: list[MatterEvent],
     flow: PowerFlow,
     calendar: WorkCalendar,
     as_of: str | datetime | None,

@@ -50,17 +50,31 @@ class Plain(Engine):
         return self._routes[event_type]
 
 
-def test_shortcuts_change_nothing_on_a_simulated_log(tmp_path: Path, monkeypatch) -> None:
+def _both_engines(
+    tmp_path: Path, monkeypatch: Any, other: type[Engine], *, seed: int, anomaly_rate: float
+) -> tuple[list[Any], Any, list[Any], list[Any]]:
+    """One simulated log, the rule set, and what the engine and `other` emit over it."""
     directory = simulated_ledger(
-        tmp_path / "ledger", events=2500, seed=5, anomaly_rate=0.2, workers=1
+        tmp_path / "ledger", events=2500, seed=seed, anomaly_rate=anomaly_rate, workers=1
     )
     events, _ = read_log(directory)
     ruleset = load_ruleset()
-    fast, _ = engine_pass(ruleset, events)
-    monkeypatch.setattr("ops.detector_bench.Engine", Plain)
-    plain, _ = engine_pass(ruleset, events)
+    ours, _ = engine_pass(ruleset, events)
+    monkeypatch.setattr("ops.detector_bench.Engine", other)
+    theirs, _ = engine_pass(ruleset, events)
+    return events, ruleset, ours, theirs
+
+
+def _dumped(emitted: list[Any]) -> list[bytes]:
+    return [orjson.dumps(e.as_json()) for e in emitted]
+
+
+def test_shortcuts_change_nothing_on_a_simulated_log(tmp_path: Path, monkeypatch) -> None:
+    events, ruleset, fast, plain = _both_engines(
+        tmp_path, monkeypatch, Plain, seed=5, anomaly_rate=0.2
+    )
     assert fast, "the simulated log raises warnings"
-    assert [orjson.dumps(e.as_json()) for e in fast] == [orjson.dumps(e.as_json()) for e in plain]
+    assert _dumped(fast) == _dumped(plain)
     shortcut = Engine(ruleset, default_calendar())
     plain_engine = Plain(ruleset, default_calendar())
     for event in events:
@@ -172,16 +186,11 @@ class EveryLevelTimer(Engine):
 def test_one_armed_level_per_absence_fires_as_every_level_timer(
     tmp_path: Path, monkeypatch
 ) -> None:
-    directory = simulated_ledger(
-        tmp_path / "ledger", events=2500, seed=11, anomaly_rate=0.3, workers=1
+    events, ruleset, armed, every = _both_engines(
+        tmp_path, monkeypatch, EveryLevelTimer, seed=11, anomaly_rate=0.3
     )
-    events, _ = read_log(directory)
-    ruleset = load_ruleset()
-    armed, _ = engine_pass(ruleset, events)
-    monkeypatch.setattr("ops.detector_bench.Engine", EveryLevelTimer)
-    every, _ = engine_pass(ruleset, events)
     assert any(e.data.get("due_at") for e in armed), "timers fired in the simulated log"
-    assert [orjson.dumps(e.as_json()) for e in armed] == [orjson.dumps(e.as_json()) for e in every]
+    assert _dumped(armed) == _dumped(every)
     # and after a stop part-way, late: all levels that fell due fire once, at the highest
     one, other = Engine(ruleset, default_calendar()), EveryLevelTimer(ruleset, default_calendar())
     for engine in (one, other):
