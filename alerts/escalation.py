@@ -34,18 +34,18 @@ class CardCounter:
         self.engine = engine
         # per rule: the window in seconds, and each card spec's conditions' counts (resolved
         # once: they depend on the rule only)
-        self._windows: dict[str, int] = {}
-        self._needs: dict[str, list[list[int]]] = {}
+        self._by_rule: dict[str, tuple[int, list[list[int]]]] = {}
 
     def _compiled(self, rule: Rule) -> tuple[int, list[list[int]]]:
-        window = self._windows.get(rule.id)
-        if window is None:
-            window = self._windows[rule.id] = int(rule.value(rule.match["window"])["days"]) * DAY_S
-            self._needs[rule.id] = [
+        found = self._by_rule.get(rule.id)
+        if found is None:
+            window = int(rule.value(rule.match["window"])["days"]) * DAY_S
+            needs = [
                 [int(rule.value(cond["count"])) for cond in spec["any"]]
                 for spec in rule.match["cards"]
             ]
-        return window, self._needs[rule.id]
+            found = self._by_rule[rule.id] = (window, needs)
+        return found
 
     def on_warning(self, rule: Rule, key: str, view: Mapping[str, Any], ts: int) -> list[Emitted]:
         keys = self.engine.state.rules[rule.id]
