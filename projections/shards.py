@@ -39,7 +39,6 @@ class Shard:
         self.count = count
         self.name = f"{proj.name}_s{index}"
         self.parent = proj.name
-        self._mine: dict[str, bool] = {}
         self.version = proj.version
         self.columns = tuple(proj.columns)
         self.cost = max(1, int(getattr(proj, "cost", 1)) // count)
@@ -50,11 +49,8 @@ class Shard:
             self.types = tuple(types)
 
     def mine(self, key: str) -> bool:
-        found = self._mine.get(key)
-        if found is None:  # a hash per key, remembered (keys recur: ~5 events per matter)
-            found = zlib.crc32(stream_id_hex(key).encode()) % self.count == self.index_of
-            self._mine[key] = found
-        return found
+        # the stream id is cached (bounded) in ledger.store: keys recur, ~5 events per matter
+        return zlib.crc32(stream_id_hex(key).encode()) % self.count == self.index_of
 
     def skips_record(self, event_type: str, stream_id: str) -> bool:
         """An event of one of the parent's `own_stream_types` is routed to its own stream
